@@ -1,0 +1,186 @@
+"""The algorithm contract.
+
+An :class:`Algorithm` owns its update: the engine hands it a global batch and a
+:class:`~algorithms.stepper.Stepper`, and it decides how many forwards, gradients and
+optimizer steps an iteration takes (meta methods need two updates or a modified gradient).
+
+Most SSL methods are one :class:`BaseMethod` (L2I journal paper, Sec. 3):
+``loss = C_T(labeled) + lambda(t) * mean_u mask_u * d(f_theta(T(x_u)), z(x_u))`` with an
+imputing function ``z = psi(x_u)`` (:meth:`BaseMethod.impute`), a distance ``d``
+(:meth:`BaseMethod.distance`) and a schedule ``lambda(t)`` (:meth:`BaseMethod.unlabeled_weight`).
+Meta rules act on exactly these pieces (targets, distance, per-sample weights), which
+:meth:`BaseMethod.prepare` exposes without taking a step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from . import losses
+from .parallel import Comm
+from .schedules import ramp_up
+from .stepper import Stepper
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+@dataclass
+class Batch:
+    """One *global* batch, identical on every worker.
+
+    x_l [B_l, *input_shape] float, y_l [B_l] int64, x_u [B_u, *input_shape] float.
+    """
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_u: torch.Tensor
+
+
+@dataclass
+class TrainContext:
+    """What an algorithm may use besides its model and hyperparameters."""
+
+    num_classes: int
+    total_steps: int
+    comm: Comm = field(default_factory=Comm)
+    augment: Augment = lambda x, g: x  # weak augmentation of a global batch (datasets.augment)
+    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+
+
+@dataclass
+class LossTerms:
+    """This worker's loss terms (each its share of the global mean) and diagnostics."""
+
+    labeled: torch.Tensor
+    unlabeled: torch.Tensor
+    weight: float
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+    def total(self) -> torch.Tensor:
+        return self.labeled + self.weight * self.unlabeled
+
+
+@dataclass
+class StepInputs:
+    """The pieces of a base method's loss for one step, on this worker's shard.
+
+    x_l [b_l, ...], y_l [b_l] int64; x_u [b_u, ...] the student's view of the unlabeled
+    batch; targets [b_u, C] the imputed labels z (detached); mask [b_u] per-sample base
+    weights (e.g. a confidence threshold); weight = lambda(t).
+    """
+
+    x_l: torch.Tensor
+    y_l: torch.Tensor
+    x_u: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+    weight: float
+    logits_l: torch.Tensor | None = None
+    logits_u: torch.Tensor | None = None
+
+
+@dataclass
+class NoHparams:
+    """An algorithm without hyperparameters of its own."""
+
+
+class Algorithm:
+    """Base class of every registered algorithm."""
+
+    name: ClassVar[str] = ""
+    Hparams: ClassVar[type] = NoHparams
+    uses_unlabeled: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+
+    def __init__(self, model: nn.Module, hp, ctx: TrainContext) -> None:
+        self.model = model
+        self.hp = hp
+        self.ctx = ctx
+
+    # -- the contract ---------------------------------------------------------------
+    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+        """Compute this step's loss terms (with gradients attached); no update."""
+        raise NotImplementedError  # abstract
+
+    def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict[str, float]:
+        """One training iteration; returns scalar diagnostics (loss terms, method statistics)."""
+        terms = self.loss_terms(batch, step)
+        loss = terms.total()
+        stepper.step(loss)
+        self.after_step(step)
+        out = {"loss": float(loss.detach()), "loss_labeled": float(terms.labeled.detach()),
+               "loss_unlabeled": float(terms.unlabeled.detach()), "unlabeled_weight": terms.weight}
+        out.update(terms.diagnostics)
+        return out
+
+    def after_step(self, step: int) -> None:
+        """Hook after the optimizer step (teachers' EMA updates)."""
+
+    def state_dict(self) -> dict:
+        """Algorithm state beyond the model (teachers, buffers) for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        del state
+
+    # -- helpers shared by subclasses -------------------------------------------------
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """A weakly augmented view of a global batch, sharded to this worker."""
+        return self.ctx.comm.shard(self.ctx.augment(x, self.ctx.generator))
+
+
+class BaseMethod(Algorithm):
+    """A consistency method in the imputer / distance / schedule form.
+
+    Subclasses implement :meth:`impute` and may override :meth:`distance`; their
+    ``Hparams`` carry ``lambda_u``, ``rampup_fraction`` and ``rampup`` (see
+    :func:`unlabeled_weight`).
+    """
+
+    #: whether :meth:`impute` needs a second augmented view of x_u (teachers do; Pseudo-Label does not)
+    needs_teacher_view: ClassVar[bool] = True
+
+    def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-sample d(f(T(x_u)), z): logits [b, C], targets [b, C] -> [b]."""
+        return losses.soft_cross_entropy(logits_u, targets)
+
+    def impute(self, x_u_teacher: torch.Tensor | None, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """psi: imputed targets [b, C] (detached) and a per-sample mask [b].
+
+        ``x_u_teacher`` is a second augmented view of this worker's unlabeled shard (None if
+        ``needs_teacher_view`` is False); ``logits_u`` the student's logits on its own view.
+        """
+        raise NotImplementedError  # abstract
+
+    def unlabeled_weight(self, step: int) -> float:
+        """lambda(t) = lambda_u * ramp-up(t)."""
+        hp = self.hp
+        return hp.lambda_u * ramp_up(step, self.ctx.total_steps, hp.rampup_fraction, hp.rampup)
+
+    def prepare(self, batch: Batch, step: int) -> StepInputs:
+        """Augment, shard, run the student once on labeled + unlabeled, and impute."""
+        comm = self.ctx.comm
+        x_l = self.views(batch.x_l)
+        y_l = comm.shard(batch.y_l)
+        x_u = self.views(batch.x_u)
+        x_u_teacher = self.views(batch.x_u) if self.needs_teacher_view else None
+        # One forward over labeled and unlabeled together, so BatchNorm sees both (as MixMatch's interleaving intends).
+        logits = self.model(torch.cat([x_l, x_u]))
+        logits_l, logits_u = logits[: x_l.shape[0]], logits[x_l.shape[0]:]
+        targets, mask = self.impute(x_u_teacher, logits_u)
+        return StepInputs(x_l, y_l, x_u, targets.detach(), mask.detach(), self.unlabeled_weight(step), logits_l, logits_u)
+
+    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+        s = self.prepare(batch, step)
+        loss_l = losses.hard_cross_entropy(s.logits_l, s.y_l).mean()
+        per_u = self.distance(s.logits_u, s.targets) * s.mask
+        return LossTerms(loss_l, per_u.mean(), s.weight, {"mask_fraction": float(s.mask.float().mean())})
+
+
+def hparam_fields(cls: type) -> dict[str, object]:
+    """Default value of every hyperparameter of ``cls.Hparams`` (for docs and result columns)."""
+    return {f.name: f.default for f in dataclasses.fields(cls.Hparams)}

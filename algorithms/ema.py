@@ -1,0 +1,45 @@
+"""Exponential moving averages of model weights (evaluation model, Mean Teacher, Meta-Semi)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class WeightEMA:
+    """theta' <- d theta' + (1 - d) theta after every step, buffers copied.
+
+    ``decay_t = min(decay, (t + 1) / (t + 10))`` so that short runs are not dominated by
+    the random initialisation (the warm-up of Tarvainen & Valpola's code is
+    ``min(1 - 1/(t+1), decay)``; ours is a little slower at the very start).
+    The averaged copy never receives gradients and is used in eval mode only by callers.
+    """
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.decay = decay
+        self.model = copy.deepcopy(model)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
+
+    def current_decay(self) -> float:
+        return min(self.decay, (self.updates + 1) / (self.updates + 10))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = self.current_decay()
+        for ema_p, p in zip(self.model.parameters(), model.parameters()):
+            ema_p.mul_(d).add_(p.detach(), alpha=1.0 - d)
+        for ema_b, b in zip(self.model.buffers(), model.buffers()):
+            ema_b.copy_(b)
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = int(state["updates"])

@@ -1,0 +1,106 @@
+"""The one primitive behind the first-order meta rules (DESIGN.md §2).
+
+One virtual SGD step theta_1 = theta - alpha * sum_j w_j grad L_j(theta), evaluated on the
+labeled loss G, gives  dG(theta_1)/dw_j |_{w=0} = -alpha <grad G(theta), grad L_j(theta)>
+(Meta-Semi Eq. 10; Meta-Gradient SSL Eq. 7-8). The inner product of every per-sample
+gradient with one vector v = grad G is a *directional derivative along v* of the vector of
+per-sample losses: one forward-mode pass (``torch.func.jvp``) or two perturbed forwards
+(finite differences), never per-sample gradients or a double backward.
+
+Meta passes are functional (``torch.func.functional_call``) and never touch the model's
+BatchNorm running statistics: in ``train`` BN mode the statistics buffers are passed as None
+(batch statistics, no update), in ``eval`` BN mode the module runs in eval mode with its
+stored statistics.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp
+
+BNMode = Literal["train", "eval"]
+PerSampleLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits [B, C], targets) -> [B]
+
+
+def parameters_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached views of the trainable parameters, by name (the point theta of a meta pass)."""
+    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def meta_buffers(model: nn.Module, mode: BNMode) -> dict[str, torch.Tensor | None]:
+    """Buffers for a functional meta pass that leaves running statistics untouched.
+
+    ``train``: BatchNorm statistics (and their counters) are None, so BN normalises with the
+    batch's statistics and updates nothing. ``eval``: the stored buffers (read only).
+    """
+    out: dict[str, torch.Tensor | None] = {}
+    for mod_name, mod in model.named_modules():
+        for b_name, buf in mod.named_buffers(recurse=False):
+            key = f"{mod_name}.{b_name}" if mod_name else b_name
+            is_bn = isinstance(mod, nn.modules.batchnorm._BatchNorm)
+            out[key] = None if (is_bn and mode == "train") else buf
+    return out
+
+
+@contextlib.contextmanager
+def bn_mode(model: nn.Module, mode: BNMode) -> Iterator[None]:
+    """Run the block with the model in train (``train``) or eval (``eval``) mode, then restore."""
+    was_training = model.training
+    model.train(mode == "train")
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _forward(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+    return functional_call(model, (params, buffers), (x,), strict=False)
+
+
+def loss_gradient(model: nn.Module, loss_fn: PerSampleLoss, x: torch.Tensor, targets: torch.Tensor,
+                  mode: BNMode = "train") -> dict[str, torch.Tensor]:
+    """grad_theta of mean_i loss_fn(f_theta(x), targets)_i, as a dict by parameter name.
+
+    x [B, ...]; the model's parameters get no ``.grad`` and BN statistics are not updated.
+    """
+    params = {n: p.detach().requires_grad_(True) for n, p in parameters_of(model).items()}
+    with bn_mode(model, mode):
+        loss = loss_fn(_forward(model, params, meta_buffers(model, mode), x), targets).mean()
+    grads = torch.autograd.grad(loss, list(params.values()))
+    return dict(zip(params.keys(), grads))
+
+
+def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.Tensor, targets: torch.Tensor,
+                            direction: dict[str, torch.Tensor], mode: BNMode = "train",
+                            method: Literal["jvp", "fd"] = "jvp", eps_scale: float = 0.01) -> torch.Tensor:
+    """<grad_theta L_j(theta), v> for every sample j: x [B, ...], targets [B, ...] -> [B].
+
+    ``direction`` v is a dict by parameter name (e.g. the labeled gradient from
+    :func:`loss_gradient`, already averaged over workers). ``jvp``: exact, one forward-mode
+    pass. ``fd``: central difference (L(theta + eps v) - L(theta - eps v)) / (2 eps) with
+    eps = eps_scale / ||v|| (Meta-Gradient SSL Eq. 10-11), two forwards, O(eps^2) error.
+    In ``train`` BN mode each forward uses the statistics of ``x`` itself.
+    """
+    params = parameters_of(model)
+    v = {n: direction[n].detach() for n in params}
+    buffers = meta_buffers(model, mode)
+    with bn_mode(model, mode):
+        if method == "jvp":
+            def losses_at(p: dict[str, torch.Tensor]) -> torch.Tensor:
+                return loss_fn(_forward(model, p, buffers, x), targets)
+
+            _, d = jvp(losses_at, (params,), (v,))
+            return d.detach()
+        if method == "fd":
+            norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v.values())).item()
+            if norm == 0.0:
+                return torch.zeros(x.shape[0], device=x.device)
+            eps = eps_scale / norm
+            with torch.no_grad():
+                plus = loss_fn(_forward(model, {n: p + eps * v[n] for n, p in params.items()}, buffers, x), targets)
+                minus = loss_fn(_forward(model, {n: p - eps * v[n] for n, p in params.items()}, buffers, x), targets)
+            return (plus - minus) / (2 * eps)
+    raise ValueError(f"unknown meta-gradient method {method!r}: choose jvp or fd")

@@ -1,0 +1,114 @@
+"""Meta-Semi (Wang et al., paper 002): 0/1 weights on pseudo-labeled samples from the sign
+of their meta-gradient on the labeled loss.
+
+Per iteration (Alg. 1, Eq. 9-13):
+1. soft pseudo-labels y_hat_j = softmax(f_EMA(u_j)) from an EMA of the weights (Sec. 3.3);
+2. X_tilde = MixUp(X, Shuffle(X), lam1) (Eq. 12) and U_tilde = MixUp(W, Shuffle(W), lam2)
+   with W = Concat(X, U), one-hot labels for X and soft pseudo-labels for U (Eq. 13),
+   lam ~ Beta(beta, beta) — beta is the only hyperparameter beyond supervised training;
+3. the meta-gradient of sample j of U_tilde is -alpha <grad G(X, theta), grad L_j(theta)>
+   (Eq. 10; by Proposition 1 one virtual step gives the same signs as M steps), so
+   w_j = 1 where <grad G, grad L_j> >= 0 and 0 elsewhere (Eq. 9); the step size alpha > 0
+   does not change the sign and the virtual step is never materialised;
+4. loss = CE(X_tilde) + L_meta, L_meta = sum_j w_j L_j / sum_j w_j (Eq. 1; 0 if no w_j = 1).
+
+Choices where the paper is not explicit (recorded here and in the run's protocol notes):
+G is the mean cross-entropy on the clean (augmented, un-mixed) labeled batch, the
+meta-objective of Eq. 3; the labeled term of the update is the cross-entropy on X_tilde,
+which the paper's convergence proof (Appendix B, Eq. 34) includes alongside L_meta.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from . import losses
+from .base import Algorithm, Batch, LossTerms
+from .ema import WeightEMA
+from .hparams import require
+from .meta import directional_derivatives, loss_gradient
+from .mixup import mixup
+from .registry import register
+
+
+@dataclass
+class MetaSemiHparams:
+    """beta: MixUp's Beta(beta, beta) (the paper selects it in [0.2, 1] on validation);
+    ema_decay: decay of the weight EMA that makes the pseudo-labels (0.999 in the paper;
+    short budgets want less); meta_method: ``jvp`` (exact directional derivative) or ``fd``
+    (central finite difference); meta_bn: BatchNorm mode of the meta pass."""
+
+    beta: float = 0.5
+    ema_decay: float = 0.999
+    meta_method: Literal["jvp", "fd"] = "jvp"
+    meta_bn: Literal["train", "eval"] = "train"
+
+    def validate(self) -> None:
+        require(self.beta > 0, "meta_semi beta must be > 0")
+        require(0.0 <= self.ema_decay < 1.0, "meta_semi ema_decay must be in [0, 1)")
+
+
+def sign_weights(directional: torch.Tensor) -> torch.Tensor:
+    """Eq. 9: w_j = 1 where the meta-gradient -alpha <grad G, grad L_j> <= 0, i.e. where the
+    directional derivative <grad G, grad L_j> >= 0. [N] -> [N] float 0/1."""
+    return (directional >= 0).to(directional.dtype)
+
+
+@register
+class MetaSemi(Algorithm):
+    """Meta-Semi with EMA soft pseudo-labels and MixUp; see the module docstring."""
+
+    name = "meta_semi"
+    Hparams = MetaSemiHparams
+    description = "Meta-Semi: keep pseudo-labeled samples whose meta-gradient is <= 0"
+
+    def __init__(self, model, hp, ctx) -> None:
+        super().__init__(model, hp, ctx)
+        self.ema = WeightEMA(model, hp.ema_decay)
+
+    def mixed_batches(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """Global X, X_tilde and U_tilde with their targets; pseudo-labels computed on shards.
+
+        Returns (x_l [B_l, ...], y_onehot [B_l, C], x_mix [B_l, ...], y_mix [B_l, C],
+        u_mix [B_l + B_u, ...], u_targets [B_l + B_u, C]), identical on every worker.
+        """
+        comm, g, c = self.ctx.comm, self.ctx.generator, self.ctx.num_classes
+        x_l = self.ctx.augment(batch.x_l, g)
+        x_u = self.ctx.augment(batch.x_u, g)
+        y_l = F.one_hot(batch.y_l, c).to(x_l.dtype)
+        with torch.no_grad():
+            self.ema.model.eval()
+            y_hat = comm.all_gather(F.softmax(self.ema.model(comm.shard(x_u)), dim=1))
+        x_mix, y_mix, _, _ = mixup(x_l, y_l, self.hp.beta, g)
+        u_mix, u_targets, _, _ = mixup(torch.cat([x_l, x_u]), torch.cat([y_l, y_hat]), self.hp.beta, g)
+        return x_l, y_l, x_mix, y_mix, u_mix, u_targets
+
+    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+        comm = self.ctx.comm
+        x_l, y_l, x_mix, y_mix, u_mix, u_targets = (comm.shard(t) for t in self.mixed_batches(batch))
+        # v = grad G(X, theta), averaged over workers so every shard is weighed against the global direction.
+        v = loss_gradient(self.model, losses.soft_cross_entropy, x_l, y_l, self.hp.meta_bn)
+        v = {n: comm.all_reduce_mean(t) for n, t in v.items()}
+        d = directional_derivatives(self.model, losses.soft_cross_entropy, u_mix, u_targets, v,
+                                    self.hp.meta_bn, self.hp.meta_method)
+        w = sign_weights(d)
+        kept_global = comm.all_reduce_sum(w.sum())
+        n_global = w.shape[0] * comm.world_size
+        logits = self.model(torch.cat([x_mix, u_mix]))
+        loss_l = losses.soft_cross_entropy(logits[: x_mix.shape[0]], y_mix).mean()
+        per_u = losses.soft_cross_entropy(logits[x_mix.shape[0]:], u_targets)
+        # sum_j w_j L_j / sum_j w_j over the global batch, as this worker's share of a mean over workers.
+        loss_u = (w * per_u).sum() * comm.world_size / kept_global.clamp(min=1.0)
+        return LossTerms(loss_l, loss_u, 1.0, {"kept_fraction": float(kept_global) / n_global})
+
+    def after_step(self, step: int) -> None:
+        self.ema.update(self.model)
+
+    def state_dict(self) -> dict:
+        return {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema.load_state_dict(state["ema"])

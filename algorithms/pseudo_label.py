@@ -1,0 +1,46 @@
+"""Pseudo-Label (Lee 2013): the model's own argmax as a hard target for unlabeled data."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from .base import BaseMethod
+from .hparams import require
+from .registry import register
+
+
+@dataclass
+class PseudoLabelHparams:
+    """lambda_u: weight of the unlabeled term after ramp-up; threshold: keep a pseudo-label
+    only if its softmax confidence is at least this (0 = Lee's original, every sample; 0.95
+    as in Oliver et al. 2018); ramp-up of lambda over ``rampup_fraction`` of training."""
+
+    lambda_u: float = 1.0
+    threshold: float = 0.95
+    rampup_fraction: float = 0.4
+    rampup: Literal["linear", "sigmoid", "none"] = "linear"
+
+    def validate(self) -> None:
+        require(self.lambda_u >= 0, "pseudo_label lambda_u must be >= 0")
+        require(0.0 <= self.threshold < 1.0, "pseudo_label threshold must be in [0, 1)")
+        require(0.0 <= self.rampup_fraction <= 1.0, "pseudo_label rampup_fraction must be in [0, 1]")
+
+
+@register
+class PseudoLabel(BaseMethod):
+    """psi = one-hot argmax of f_theta(x_u) (same view, no gradient), masked by confidence;
+    d = cross-entropy."""
+
+    name = "pseudo_label"
+    Hparams = PseudoLabelHparams
+    needs_teacher_view = False
+    description = "hard pseudo-labels from the model's own confident predictions"
+
+    def impute(self, x_u_teacher, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        probs = F.softmax(logits_u.detach(), dim=1)
+        conf, label = probs.max(dim=1)
+        targets = F.one_hot(label, probs.shape[1]).to(probs.dtype)
+        return targets, (conf >= self.hp.threshold).to(probs.dtype)

@@ -1,0 +1,63 @@
+"""The optimizer step every algorithm calls: backward, explicit gradient all-reduce, update."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .parallel import Comm
+
+
+class Stepper:
+    """Applies one update from a loss (or from gradients the algorithm computed itself).
+
+    Gradients are averaged across workers with one flat all-reduce before the optimizer
+    step, so every worker applies the same update and holds the same parameters (no DDP
+    wrapper: meta rules take gradients with functional calls that DDP's hooks never see).
+    Each worker's loss must be its contribution to the *global* mean (mean over its shard),
+    which the average over workers then turns into the global mean.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, comm: Comm) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.comm = comm
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.updates = 0
+
+    @property
+    def lr(self) -> float:
+        """Current learning rate of the first parameter group (alpha_t of the papers)."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Backward ``loss`` (scalar), average gradients over workers, take an optimizer step."""
+        self.optimizer.zero_grad(set_to_none=False)
+        loss.backward()
+        self._finish()
+
+    def step_with_grads(self, grads: list[torch.Tensor | None]) -> None:
+        """Take an optimizer step with gradients given in ``model.parameters()`` order."""
+        self.optimizer.zero_grad(set_to_none=False)
+        for p, g in zip(self.params, grads):
+            if g is not None:
+                p.grad.copy_(g)
+        self._finish()
+
+    def _finish(self) -> None:
+        for p in self.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        if self.comm.world_size > 1:
+            flat = torch.cat([p.grad.reshape(-1) for p in self.params])
+            flat = self.comm.all_reduce_mean(flat)
+            offset = 0
+            for p in self.params:
+                n = p.numel()
+                p.grad.copy_(flat[offset:offset + n].view_as(p))
+                offset += n
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.updates += 1
