@@ -1,0 +1,174 @@
+"""Network registry for the benchmark.
+
+Public API::
+
+    NETWORKS: dict[str, NetworkSpec]
+    list_networks() -> list[str]
+    build_network(name, input_shape, num_classes) -> nn.Module
+    check_network(name, input_shape) -> None
+    count_parameters(model) -> int
+
+``input_shape`` excludes the batch dimension: ``(D,)`` for vectors,
+``(C, H, W)`` for images.  Every built network exposes
+``features(x) -> [B, F]``, ``classifier: nn.Linear`` and
+``forward(x) = classifier(features(x))`` (logits ``[B, num_classes]``); see
+:mod:`algorithms.networks.base`.
+
+Registered networks (``python -m algorithms.networks`` prints parameter
+counts):
+
+=============== ============== ===================================================
+name            natural input  what
+=============== ============== ===================================================
+``mlp_2_4_2``   (2,)           2-4-2 toy net of Learning to Impute (paper 000 A.1)
+``mlp``         (2,)           D-64-64-C MLP, LeakyReLU 0.1 (toy baseline)
+``cnn_small``   (1, 28, 28)    small CNN, no BN/dropout (digits 1x8x8, F-MNIST)
+``cnn_small_bn`` (1, 28, 28)   same with BatchNorm2d after each conv
+``cnn13``       (3, 32, 32)    13-layer Conv-Large (papers 000 Fig. 4, 002 App. D)
+``wrn28_2``     (3, 32, 32)    WRN-28-2 as MixMatch / Oliver et al. (~1.47M)
+``wrn28_8``     (3, 32, 32)    WRN-28-8 (same, width 8)
+=============== ============== ===================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from torch import nn
+
+from .base import FeatureClassifier
+from .cnn13 import CNN13
+from .mlp import MLP, MLP242
+from .small_cnn import SmallCNN
+from .wrn import WideResNet
+
+__all__ = [
+    "NETWORKS", "NetworkSpec", "list_networks", "build_network", "check_network",
+    "count_parameters", "FeatureClassifier", "MLP242", "MLP", "SmallCNN", "CNN13",
+    "WideResNet",
+]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A registered network.
+
+    ``builder(input_shape, num_classes)`` returns the module; ``accepts``
+    tells whether an input shape (without batch dimension) fits;
+    ``requirement`` is a human-readable form of ``accepts`` (for error
+    messages); ``default_input_shape`` is the natural input shape (used by the
+    CLI table and the tests).
+    """
+
+    name: str
+    builder: Callable[[tuple[int, ...], int], nn.Module]
+    accepts: Callable[[tuple[int, ...]], bool]
+    description: str
+    requirement: str = ""
+    default_input_shape: tuple[int, ...] = ()
+
+
+def _vector(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 1 and shape[0] >= 1
+
+
+def _image(min_hw: int) -> Callable[[tuple[int, ...]], bool]:
+    def accepts(shape: tuple[int, ...]) -> bool:
+        return len(shape) == 3 and shape[0] >= 1 and shape[1] >= min_hw and shape[2] >= min_hw
+    return accepts
+
+
+def _small_cnn(batch_norm: bool) -> Callable[[tuple[int, ...], int], nn.Module]:
+    def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return SmallCNN(in_channels=shape[0], num_classes=num_classes,
+                        pool=shape[1] >= 16, batch_norm=batch_norm)
+    return build
+
+
+def _wrn(width: int) -> Callable[[tuple[int, ...], int], nn.Module]:
+    def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return WideResNet(in_channels=shape[0], num_classes=num_classes, depth=28, width=width)
+    return build
+
+
+NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
+    NetworkSpec(
+        "mlp_2_4_2",
+        lambda shape, k: MLP242(in_features=shape[0], num_classes=k),
+        _vector,
+        "2-4-2 toy MLP of Learning to Impute (paper 000, App. A.1): Linear(D,4)-LReLU-Linear(4,C)",
+        "a vector shape (D,)", (2,)),
+    NetworkSpec(
+        "mlp",
+        lambda shape, k: MLP(in_features=shape[0], num_classes=k),
+        _vector,
+        "MLP D-64-64-C with LeakyReLU 0.1 (stronger toy baseline)",
+        "a vector shape (D,)", (2,)),
+    NetworkSpec(
+        "cnn_small", _small_cnn(False), _image(4),
+        "small 3-conv CNN for 1x8x8 / 1x28x28 images, no BatchNorm, no dropout",
+        "an image shape (C, H, W) with H, W >= 4", (1, 28, 28)),
+    NetworkSpec(
+        "cnn_small_bn", _small_cnn(True), _image(4),
+        "cnn_small with BatchNorm2d after each conv",
+        "an image shape (C, H, W) with H, W >= 4", (1, 28, 28)),
+    NetworkSpec(
+        "cnn13",
+        lambda shape, k: CNN13(in_channels=shape[0], num_classes=k),
+        _image(28),
+        "13-layer Conv-Large CNN (Laine & Aila; Tarvainen & Valpola) without noise/dropout, "
+        "as Meta-Semi App. D / ICT",
+        "an image shape (C, H, W) with H, W >= 28", (3, 32, 32)),
+    NetworkSpec(
+        "wrn28_2", _wrn(2), _image(8),
+        "Wide-ResNet-28-2 as MixMatch / Oliver et al. (BN momentum 0.001, LeakyReLU 0.1)",
+        "an image shape (C, H, W) with H, W >= 8", (3, 32, 32)),
+    NetworkSpec(
+        "wrn28_8", _wrn(8), _image(8),
+        "Wide-ResNet-28-8 as MixMatch (BN momentum 0.001, LeakyReLU 0.1)",
+        "an image shape (C, H, W) with H, W >= 8", (3, 32, 32)),
+]}
+
+
+def list_networks() -> list[str]:
+    """Names of all registered networks, sorted."""
+    return sorted(NETWORKS)
+
+
+def _normalise_shape(input_shape) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except TypeError:
+        raise ValueError(f"input_shape must be a sequence of ints, got {input_shape!r}") from None
+    return shape
+
+
+def check_network(name: str, input_shape: tuple[int, ...]) -> None:
+    """Raise a one-line ``ValueError`` if ``name`` is not registered or does
+    not accept ``input_shape`` (without batch dimension); build nothing."""
+    if name not in NETWORKS:
+        raise ValueError(
+            f"unknown network {name!r}; valid names: {', '.join(list_networks())}")
+    shape = _normalise_shape(input_shape)
+    spec = NETWORKS[name]
+    if not spec.accepts(shape):
+        fitting = [n for n in list_networks() if NETWORKS[n].accepts(shape)]
+        raise ValueError(
+            f"network {name!r} does not accept input shape {shape} (needs {spec.requirement}); "
+            f"networks accepting it: {', '.join(fitting) or 'none'}; "
+            f"valid names: {', '.join(list_networks())}")
+
+
+def build_network(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Build network ``name`` for inputs of shape ``input_shape`` (no batch
+    dimension) and ``num_classes`` outputs.  Raises ``ValueError`` (one line)
+    for an unknown name, an incompatible shape or ``num_classes < 1``."""
+    check_network(name, input_shape)
+    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return NETWORKS[name].builder(_normalise_shape(input_shape), int(num_classes))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (elements) of ``model`` (buffers excluded)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,129 @@
+"""The scarce-label protocol: class-balanced labeled / validation / unlabeled splits of a training pool.
+
+A split is a pure function of (dataset, y_train, n_labels, n_val, split_seed): its generator is seeded from the
+split seed and the dataset name only, so it never depends on the training seed or on any global RNG state.
+"""
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .base import DatasetInfo
+
+
+class SplitError(ValueError):
+    """A labeled/validation request the training pool cannot satisfy (one-line message)."""
+
+
+# "scarce": validation as scarce as the labels (Oliver et al. 2018); "paper": the size the papers used.
+VAL_PROTOCOLS = ("scarce", "paper")
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing numpy fields with == is ambiguous; compare split_hash
+class Split:
+    """Indices into the training pool: labeled, val, unlabeled (each sorted int64, read-only, pairwise disjoint,
+    together exactly range(N)), and split_hash: 16 hex chars of sha256 over the dataset name and the three arrays."""
+
+    labeled: np.ndarray
+    val: np.ndarray
+    unlabeled: np.ndarray
+    split_hash: str
+
+
+def resolve_n_val(info: DatasetInfo, n_labels: int, protocol: str = "scarce", n_val: int | None = None) -> int:
+    """Validation-set size: an explicit n_val wins; 'scarce' -> n_labels; 'paper' -> info.paper_n_val."""
+    if n_val is not None:
+        return int(n_val)
+    if protocol == "scarce":
+        return int(n_labels)
+    if protocol == "paper":
+        if info.paper_n_val is None:
+            raise SplitError(f"{info.name} has no paper validation size; use the 'scarce' protocol or pass n_val")
+        return info.paper_n_val
+    raise SplitError(f"unknown validation protocol {protocol!r}; valid: {', '.join(VAL_PROTOCOLS)}")
+
+
+def _check_counts(name: str, num_classes: int, class_counts: Sequence[int], n_labels: int, n_val: int) -> None:
+    """Raise SplitError unless n_labels / n_val can be drawn class-balanced from a pool with these class counts."""
+    k = num_classes
+    if n_labels <= 0:
+        raise SplitError(f"{name}: n_labels must be positive, got {n_labels}")
+    if n_labels < k:
+        raise SplitError(f"{name}: fewer labels than classes ({n_labels} < {k}); need at least one label per class")
+    if n_labels % k:
+        raise SplitError(f"{name}: n_labels={n_labels} must be a multiple of the {k} classes (class-balanced)")
+    if n_val < 0:
+        raise SplitError(f"{name}: n_val must be >= 0, got {n_val}")
+    if n_val % k:
+        raise SplitError(f"{name}: n_val={n_val} must be a multiple of the {k} classes (class-balanced)")
+    per_class = n_labels // k + n_val // k
+    smallest = min(class_counts)
+    if per_class > smallest:
+        raise SplitError(
+            f"{name}: more labels than exist: {n_labels // k} labeled + {n_val // k} val per class "
+            f"> {smallest} examples in the smallest class"
+        )
+    if sum(class_counts) - n_labels - n_val <= 0:
+        raise SplitError(f"{name}: n_labels + n_val = {n_labels + n_val} leaves no unlabeled data")
+
+
+def validate_request(info: DatasetInfo, n_labels: int, n_val: int) -> None:
+    """Raise SplitError for a request the dataset cannot satisfy, using only static info (no loading)."""
+    _check_counts(info.name, info.num_classes, info.train_class_counts, n_labels, n_val)
+
+
+def split_hash(dataset: str, labeled: np.ndarray, val: np.ndarray, unlabeled: np.ndarray) -> str:
+    """16 hex chars of sha256 over the dataset name and the three index arrays (lengths included, so
+    moving an index from one set to the next changes the hash)."""
+    h = hashlib.sha256(dataset.encode())
+    for arr in (labeled, val, unlabeled):
+        a = np.ascontiguousarray(arr, dtype="<i8")
+        h.update(b"|" + len(a).to_bytes(8, "little") + a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a = np.sort(a).astype(np.int64)
+    a.setflags(write=False)  # the hash describes these arrays; keep them from drifting
+    return a
+
+
+def make_split(
+    dataset: str,
+    y_train: np.ndarray | torch.Tensor,
+    num_classes: int,
+    n_labels: int,
+    n_val: int,
+    split_seed: int,
+) -> Split:
+    """Class-balanced split of a training pool with labels y_train [N] (int, 0..num_classes-1).
+
+    labeled: n_labels / num_classes per class; val: n_val / num_classes per class; unlabeled: the rest.
+    Raises SplitError (one line) when the actual class counts cannot satisfy the request.
+    """
+    y = y_train.detach().cpu().numpy() if isinstance(y_train, torch.Tensor) else np.asarray(y_train)
+    y = y.astype(np.int64).reshape(-1)
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise SplitError(f"{dataset}: labels must lie in 0..{num_classes - 1}, found {y.min()}..{y.max()}")
+    counts = np.bincount(y, minlength=num_classes)
+    _check_counts(dataset, num_classes, counts.tolist(), n_labels, n_val)
+
+    # Seeded by (split seed, dataset name) only: the same split for every algorithm and training seed.
+    rng = np.random.default_rng([split_seed, zlib.crc32(dataset.encode())])
+    n_lab_c, n_val_c = n_labels // num_classes, n_val // num_classes
+    labeled, val = [], []
+    for c in range(num_classes):
+        members = rng.permutation(np.flatnonzero(y == c))
+        labeled.append(members[:n_lab_c])
+        val.append(members[n_lab_c : n_lab_c + n_val_c])
+    labeled_a, val_a = _readonly(np.concatenate(labeled)), _readonly(np.concatenate(val))
+    taken = np.zeros(len(y), dtype=bool)
+    taken[labeled_a] = True
+    taken[val_a] = True
+    unlabeled_a = _readonly(np.flatnonzero(~taken))
+    return Split(labeled_a, val_a, unlabeled_a, split_hash(dataset, labeled_a, val_a, unlabeled_a))

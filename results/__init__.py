@@ -1,0 +1,23 @@
+"""Parquet results of benchmark runs: schema, atomic store, summaries."""
+
+from .schema import (
+    DIAG_PREFIX,
+    EVALS_REQUIRED,
+    HP_PREFIX,
+    MODELS,
+    RUNS_REQUIRED,
+    SPLITS,
+    STATUSES,
+    evals_table,
+    run_table,
+    to_tables,
+)
+from .store import ResultsDirError, ResultStore
+from .summary import format_table, last_k_median, summarize
+
+__all__ = [
+    "DIAG_PREFIX", "EVALS_REQUIRED", "HP_PREFIX", "MODELS", "RUNS_REQUIRED", "SPLITS", "STATUSES",
+    "evals_table", "run_table", "to_tables",
+    "ResultsDirError", "ResultStore",
+    "format_table", "last_k_median", "summarize",
+]
