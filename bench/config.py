@@ -1,0 +1,119 @@
+"""Typed run configuration. A run's identity (``run_id``) is a hash of its full config.
+
+Paths and resources (data root, results directory, GPUs) are not part of the identity:
+they do not change what a run computes. Workers are: the global batch is fixed, but
+BatchNorm statistics are per worker, so results can differ with the worker count.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from algorithms import parse_hparams
+from algorithms.hparams import ConfigError, from_dict, require
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule. ``schedule``: cosine annealing to 0 over the
+    run (after ``warmup_steps`` of linear warm-up) or constant."""
+
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.03
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 0
+
+    def validate(self) -> None:
+        require(self.lr > 0, "optimizer lr must be > 0")
+        require(self.weight_decay >= 0, "optimizer weight_decay must be >= 0")
+        require(self.warmup_steps >= 0, "optimizer warmup_steps must be >= 0")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one training run.
+
+    Batch sizes are *global* (the protocol's); with W workers each computes on 1/W of them.
+    ``n_val`` None means: resolved from ``val_protocol`` ("scarce": as many as the labels).
+    ``ema_decay`` is the evaluation EMA of the weights (all methods are evaluated on it and
+    on the raw weights). ``hparams`` are the algorithm's own (see ``algorithms``).
+    """
+
+    dataset: str
+    algorithm: str
+    network: str
+    n_labels: int
+    steps: int
+    seed: int = 0
+    split_seed: int = 0
+    eval_every: int = 100
+    eval_last_k: int = 20
+    batch_labeled: int = 32
+    batch_unlabeled: int = 96
+    val_protocol: Literal["scarce", "paper"] = "scarce"
+    n_val: int | None = None
+    ema_decay: float = 0.999
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    workers: int = 1
+    suite: str = "custom"
+    protocol_notes: str = ""
+
+    def validate(self) -> None:
+        require(self.steps > 0, f"steps must be positive, got {self.steps}")
+        require(self.eval_every > 0, f"eval_every must be positive, got {self.eval_every}")
+        require(self.eval_last_k > 0, "eval_last_k must be positive")
+        require(self.seed >= 0 and self.split_seed >= 0, "seeds must be non-negative")
+        require(self.workers >= 1, f"workers must be at least 1, got {self.workers}")
+        require(self.batch_labeled > 0 and self.batch_unlabeled > 0, "batch sizes must be positive")
+        for what, b in (("batch_labeled", self.batch_labeled), ("batch_unlabeled", self.batch_unlabeled)):
+            require(b % self.workers == 0, f"{what}={b} is not divisible by {self.workers} workers (batches are global)")
+        require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """Build and validate from a plain dict (unknown keys rejected, hparams typed)."""
+        data = dict(data)
+        optim = data.pop("optim", None)
+        cfg = from_dict(cls, data, "run config key")
+        optim_cfg = optim if isinstance(optim, OptimConfig) else from_dict(OptimConfig, optim, "optimizer key")
+        return dataclasses.replace(cfg, optim=optim_cfg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def typed_hparams(self):
+        """The algorithm's hyperparameter dataclass (defaults filled in)."""
+        return parse_hparams(self.algorithm, self.hparams)
+
+    def resolved(self) -> "RunConfig":
+        """The same config with hyperparameters completed by their defaults, so that an
+        explicit default and an omitted key give the same identity."""
+        full = dataclasses.asdict(self.typed_hparams())
+        return dataclasses.replace(self, hparams=full)
+
+    @property
+    def run_id(self) -> str:
+        """16 hex chars of sha256 over the resolved config (sorted JSON)."""
+        blob = json.dumps(self.resolved().to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class RunEnv:
+    """Where a run reads and writes, and on what; not part of its identity."""
+
+    results_dir: str
+    data_root: str | None = None
+    download: bool = False
+    gpus_per_worker: float = 0.0
+    checkpoint_every_evals: int = 1
+
+
+__all__ = ["ConfigError", "OptimConfig", "RunConfig", "RunEnv"]

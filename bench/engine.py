@@ -1,0 +1,308 @@
+"""The run function: one training run from a typed config, with or without Ray.
+
+Flow: data + split -> model + algorithm -> step loop (the algorithm owns its update) ->
+evaluation of the EMA and raw weights on validation and test every ``eval_every`` steps ->
+rows written atomically to the results store by rank 0. Ray enters only through the
+``reporter`` (metrics and checkpoints) and the communicator (``algorithms.parallel``).
+Only validation metrics are reported to the reporter: Ray Tune never sees the test set.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import datasets
+from algorithms import Batch, Comm, Stepper, TrainContext, get_algorithm, make_comm
+from algorithms.ema import WeightEMA
+from algorithms.networks import build_network
+from datasets.augment import weak_augment_for
+from results import ResultStore, last_k_median
+
+from .config import RunConfig, RunEnv
+from .sampling import EpochSampler
+
+
+class Reporter(Protocol):
+    """Where progress goes: Ray Tune / Ray Train, or nowhere (plain calls and tests)."""
+
+    def report(self, metrics: dict, state: dict | None) -> None: ...
+
+    def restore(self) -> dict | None: ...
+
+
+class NullReporter:
+    def report(self, metrics: dict, state: dict | None) -> None:
+        del metrics, state
+
+    def restore(self) -> dict | None:
+        return None
+
+
+@dataclass
+class RunOutcome:
+    run_row: dict
+    eval_rows: list[dict] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.run_row["status"]
+
+
+class Diverged(RuntimeError):
+    """The loss or an evaluation became NaN or infinite."""
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text}"[:500]
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """SGD (Nesterov) or Adam with linear warm-up then cosine-to-zero or constant learning rate."""
+    o = cfg.optim
+    if o.name == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                              weight_decay=o.weight_decay)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+
+    def factor(step: int) -> float:
+        if o.warmup_steps and step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        if o.schedule == "cosine":
+            t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        return 1.0
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, comm: Comm, batch_size: int = 1024) -> tuple[float, float]:
+    """(error rate, mean cross-entropy) of ``model`` in eval mode on x [N, ...], y [N].
+
+    Each worker evaluates its contiguous slice; sums are all-reduced.
+    """
+    was = model.training
+    model.eval()
+    idx = torch.tensor_split(torch.arange(x.shape[0]), comm.world_size)[comm.rank]
+    wrong = torch.zeros((), dtype=torch.float64, device=x.device)
+    loss = torch.zeros((), dtype=torch.float64, device=x.device)
+    for chunk in idx.split(batch_size):
+        logits = model(x[chunk])
+        wrong += (logits.argmax(1) != y[chunk]).sum()
+        loss += F.cross_entropy(logits.float(), y[chunk], reduction="sum").double()
+    model.train(was)
+    totals = comm.all_reduce_sum(torch.stack([wrong, loss]))
+    n = max(1, x.shape[0])
+    return float(totals[0]) / n, float(totals[1]) / n
+
+
+def environment_columns(device: torch.device, workers: int) -> dict:
+    """Library versions and hardware recorded with every run."""
+    import ray  # versions only; the engine does not need Ray to run
+
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    return {
+        "python_version": platform.python_version(), "torch_version": torch.__version__,
+        "ray_version": ray.__version__, "numpy_version": np.__version__,
+        "hostname": socket.gethostname(), "device": gpu or f"cpu ({platform.processor() or platform.machine()})",
+        "cpu_count": os.cpu_count() or 1, "workers": workers,
+    }
+
+
+class _Run:
+    """State of one run in progress (kept together so checkpoints can save and restore it)."""
+
+    def __init__(self, cfg: RunConfig, env: RunEnv, comm: Comm, device: torch.device) -> None:
+        self.cfg, self.env, self.comm, self.device = cfg, env, comm, device
+        data = datasets.load(cfg.dataset, env.data_root, env.download)
+        info = data.info
+        self.info = info
+        n_val = datasets.resolve_n_val(info, cfg.n_labels, cfg.val_protocol, cfg.n_val)
+        self.split = datasets.make_split(cfg.dataset, data.y_train, info.num_classes, cfg.n_labels, n_val, cfg.split_seed)
+        lab = torch.from_numpy(self.split.labeled.copy())
+        self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
+        val = torch.from_numpy(self.split.val.copy())
+        self.x_val, self.y_val = data.x_train[val].to(device), data.y_train[val].to(device)
+        self.x_test, self.y_test = data.x_test.to(device), data.y_test.to(device)
+        algo_cls = get_algorithm(cfg.algorithm)
+        if algo_cls.uses_unlabeled:
+            x_u = data.x_train[torch.from_numpy(self.split.unlabeled.copy())]
+            if data.x_extra_unlabeled is not None:
+                x_u = torch.cat([x_u, data.x_extra_unlabeled])
+            self.x_u = x_u.to(device)
+        else:
+            self.x_u = self.x_l[:0]
+
+        torch.manual_seed(cfg.seed)  # same initial weights on every worker
+        self.model = build_network(cfg.network, info.input_shape, info.num_classes).to(device)
+        # One generator for batches, augmentation and MixUp, seeded alike on every worker.
+        self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
+        ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator)
+        self.algo = algo_cls(self.model, cfg.typed_hparams(), ctx)
+        self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
+        self.stepper = Stepper(self.model, self.optimizer, self.scheduler, comm)
+        self.eval_ema = WeightEMA(self.model, cfg.ema_decay)
+        self.sample_l = EpochSampler(self.x_l.shape[0], cfg.batch_labeled, self.generator)
+        self.sample_u = EpochSampler(max(1, self.x_u.shape[0]), cfg.batch_unlabeled, self.generator) if algo_cls.uses_unlabeled else None
+        self.step = 0
+        self.eval_rows: list[dict] = []
+        self.train_seconds = 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "eval_ema": self.eval_ema.state_dict(),
+            "algo": self.algo.state_dict(), "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(), "sample_l": self.sample_l.state_dict(),
+            "sample_u": self.sample_u.state_dict() if self.sample_u else None,
+            "eval_rows": self.eval_rows, "train_seconds": self.train_seconds,
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        self.step = int(s["step"])
+        self.model.load_state_dict(s["model"])
+        self.optimizer.load_state_dict(s["optimizer"])
+        self.scheduler.load_state_dict(s["scheduler"])
+        self.eval_ema.load_state_dict(s["eval_ema"])
+        self.algo.load_state_dict(s["algo"])
+        self.generator.set_state(s["generator"])
+        torch.set_rng_state(s["torch_rng"])
+        self.sample_l.load_state_dict(s["sample_l"])
+        if self.sample_u is not None and s["sample_u"] is not None:
+            self.sample_u.load_state_dict(s["sample_u"])
+        self.eval_rows = list(s["eval_rows"])
+        self.train_seconds = float(s["train_seconds"])
+
+    def next_batch(self) -> Batch:
+        i = self.sample_l.next()
+        x_u = self.x_u[self.sample_u.next()] if self.sample_u else self.x_u
+        return Batch(self.x_l[i], self.y_l[i], x_u)
+
+    def evaluate_all(self, diagnostics: dict[str, float]) -> dict:
+        """Evaluate EMA and raw weights on val and test; append rows; return Tune-safe metrics."""
+        metrics = {}
+        for model_name, model in (("ema", self.eval_ema.model), ("raw", self.model)):
+            for split, x, y in (("val", self.x_val, self.y_val), ("test", self.x_test, self.y_test)):
+                err, loss = evaluate(model, x, y, self.comm)
+                if not (math.isfinite(loss)):
+                    raise Diverged(f"{model_name} {split} loss is not finite at step {self.step}")
+                row = {"run_id": "", "step": self.step, "split": split, "model": model_name, "error": err, "loss": loss}
+                row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
+                self.eval_rows.append(row)
+                if split == "val":
+                    metrics[f"val_error_{model_name}"] = err
+                    metrics[f"val_loss_{model_name}"] = loss
+        return metrics
+
+    def train(self, reporter: Reporter) -> None:
+        cfg = self.cfg
+        sums: dict[str, float] = {}
+        count = 0
+        evals_done = 0
+        while self.step < cfg.steps:
+            t0 = time.perf_counter()
+            self.model.train()
+            diag = self.algo.train_step(self.next_batch(), self.step, self.stepper)
+            self.eval_ema.update(self.model)
+            bad = torch.tensor(0.0 if math.isfinite(diag["loss"]) else 1.0)
+            if self.comm.world_size > 1:
+                bad = self.comm.all_reduce_sum(bad)  # every worker stops together
+            self.step += 1
+            self.train_seconds += time.perf_counter() - t0
+            if bad > 0:
+                raise Diverged(f"training loss is not finite at step {self.step}")
+            for k, v in diag.items():
+                sums[k] = sums.get(k, 0.0) + v
+            count += 1
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                means = {k: v / count for k, v in sums.items()}
+                metrics = self.evaluate_all(means)
+                sums, count = {}, 0
+                evals_done += 1
+                metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
+                               loss=means.get("loss", float("nan")))
+                keep = evals_done % max(1, self.env.checkpoint_every_evals) == 0 or self.step == cfg.steps
+                reporter.report(metrics, self.state_dict() if keep else None)
+
+    def summary_row(self, status: str, error_message: str, wall: float) -> dict:
+        cfg = self.cfg
+        ema_test = [r["error"] for r in self.eval_rows if r["model"] == "ema" and r["split"] == "test"]
+        ema_val = [r["error"] for r in self.eval_rows if r["model"] == "ema" and r["split"] == "val"]
+        return {
+            "split_hash": self.split.split_hash, "steps_done": self.step, "status": status,
+            "error_message": error_message,
+            "test_error": last_k_median(ema_test, cfg.eval_last_k), "val_error": last_k_median(ema_val, cfg.eval_last_k),
+            "wall_time_s": wall, "steps_per_s": self.step / max(1e-9, self.train_seconds),
+            "n_val": int(self.split.val.shape[0]), "n_unlabeled": int(self.x_u.shape[0]),
+        }
+
+
+def _base_row(cfg: RunConfig, run_id: str) -> dict:
+    row = {
+        "run_id": run_id, "suite": cfg.suite, "dataset": cfg.dataset, "n_labels": cfg.n_labels,
+        "split_seed": cfg.split_seed, "seed": cfg.seed, "split_hash": "", "algorithm": cfg.algorithm,
+        "network": cfg.network, "steps": cfg.steps, "steps_done": 0, "status": "failed", "error_message": "",
+        "test_error": float("nan"), "val_error": float("nan"), "wall_time_s": 0.0, "steps_per_s": 0.0,
+        "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
+        "protocol_notes": cfg.protocol_notes, "val_protocol": cfg.val_protocol,
+        "batch_labeled": cfg.batch_labeled, "batch_unlabeled": cfg.batch_unlabeled, "ema_decay": cfg.ema_decay,
+        "optimizer": cfg.optim.name, "lr": cfg.optim.lr, "eval_every": cfg.eval_every,
+    }
+    row.update({f"hp_{k}": v for k, v in cfg.hparams.items()})
+    return row
+
+
+def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, comm: Comm | None = None,
+              device: torch.device | str | None = None, write: bool = True) -> RunOutcome:
+    """Train one run to its budget and (on rank 0) write its rows to ``env.results_dir``.
+
+    Never raises for a failing run: exceptions become ``status="failed"`` with a one-line
+    message, NaN losses ``status="diverged"``; both are recorded so a suite goes on.
+    Returns the run row and the eval rows (one per step x split x model).
+    """
+    started = time.perf_counter()
+    cfg = cfg.resolved()
+    run_id = cfg.run_id
+    reporter = reporter or NullReporter()
+    comm = comm or make_comm()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    torch.set_flush_denormal(True)  # finite-difference meta passes hit denormals: 10x slower without this
+    row = _base_row(cfg, run_id)
+    row.update(environment_columns(device, cfg.workers))
+    run = None
+    try:
+        run = _Run(cfg, env, comm, device)
+        state = reporter.restore()
+        if state is not None:
+            run.load_state_dict(state)
+        run.train(reporter)
+        status, message = "ok", ""
+    except Diverged as e:
+        status, message = "diverged", _one_line(e)
+    except Exception as e:  # a failed run is a result too: record it and let the suite go on
+        status, message = "failed", _one_line(e)
+    wall = time.perf_counter() - started
+    eval_rows: list[dict] = []
+    if run is not None:
+        row.update(run.summary_row(status, message, wall))
+        eval_rows = [dict(r, run_id=run_id) for r in run.eval_rows]
+    else:
+        row.update(status=status, error_message=message, wall_time_s=wall)
+    row["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    if write and comm.rank == 0:
+        ResultStore(env.results_dir).write_run(row, eval_rows)
+    return RunOutcome(row, eval_rows)
