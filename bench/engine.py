@@ -54,6 +54,7 @@ class NullReporter:
 class RunOutcome:
     run_row: dict
     eval_rows: list[dict] = field(default_factory=list)
+    model_state: dict | None = None  # this worker's final weights (tests compare workers with them)
 
     @property
     def status(self) -> str:
@@ -297,7 +298,9 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
         status, message = "failed", _one_line(e)
     wall = time.perf_counter() - started
     eval_rows: list[dict] = []
+    model_state = None
     if run is not None:
+        model_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
         row.update(run.summary_row(status, message, wall))
         eval_rows = [dict(r, run_id=run_id) for r in run.eval_rows]
     else:
@@ -305,4 +308,4 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
     row["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if write and comm.rank == 0:
         ResultStore(env.results_dir).write_run(row, eval_rows)
-    return RunOutcome(row, eval_rows)
+    return RunOutcome(row, eval_rows, model_state)

@@ -1,0 +1,13 @@
+"""One-line errors and exit status 2 for bad command-line input."""
+from __future__ import annotations
+
+import sys
+
+
+class UsageError(Exception):
+    """Bad input detected before any expensive work; the message is one line."""
+
+
+def fail(prog: str, message: str) -> "NoReturn":  # noqa: F821
+    print(f"{prog}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)

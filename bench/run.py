@@ -1,0 +1,217 @@
+"""python -m bench.run: run a suite of SSL runs on Ray and print the summary table.
+
+Every input is checked before Ray starts and before anything is written; bad input gets
+one line on stderr and exit status 2. Finished runs (same config hash, status ok or
+diverged) are skipped, so re-running a command only does what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from algorithms import ConfigError, list_algorithms
+from algorithms.networks import check_network, list_networks
+
+from .cli_errors import UsageError, fail
+from .config import RunConfig, RunEnv
+from .suites import SUITES, expand
+
+PROG = "bench.run"
+DEFAULT_RESULTS = "bench-results"
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        try:
+            return [kind(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid list {text!r}") from None
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
+        fail(PROG, message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m bench.run", description=__doc__.splitlines()[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--suite", default="quick",
+                   help="named suite: " + "; ".join(f"{s.name}: {s.description}" for s in SUITES.values()))
+    p.add_argument("--algorithms", type=_csv(str), help="comma-separated algorithms (default: the suite's, i.e. every registered one)")
+    p.add_argument("--datasets", type=_csv(str), help="comma-separated datasets (default: the suite's); others use their recipe")
+    p.add_argument("--labels", type=_csv(int), help="comma-separated numbers of labeled examples (default: the recipe's)")
+    p.add_argument("--seeds", type=int, help="number of training seeds 0..N-1 (default: the suite's)")
+    p.add_argument("--split-seed", type=int, help="fix the labeled split's seed (default: split seed = training seed)")
+    p.add_argument("--steps", type=int, help="override every run's step budget (recorded as a protocol deviation)")
+    p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",
+                   help="validation split: as scarce as the labels, or the papers' size (e.g. 5,000 for CIFAR)")
+    p.add_argument("--workers", type=int, default=1, help="Ray Train data-parallel workers per run (global batch fixed)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU with gloo)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: this machine's)")
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="where runs/ and evals/ Parquet files go")
+    p.add_argument("--data-root", help="folder with dataset files (CIFAR, SVHN, STL-10, Fashion-MNIST)")
+    p.add_argument("--download", action="store_true", help="let torchvision download missing datasets (needs internet)")
+    p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs (and which are finished) and exit")
+    p.add_argument("--list", action="store_true", help="list suites, algorithms, datasets and networks and exit")
+    return p
+
+
+def _listing() -> str:
+    import datasets
+
+    return "\n".join([
+        "suites:     " + ", ".join(SUITES), "algorithms: " + ", ".join(list_algorithms()),
+        "datasets:   " + ", ".join(datasets.list_datasets()), "networks:   " + ", ".join(list_networks())])
+
+
+def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
+    """Validate everything that can be checked without Ray; UsageError on bad input."""
+    import datasets
+
+    if args.suite not in SUITES:
+        raise UsageError(f"unknown suite {args.suite!r} (valid: {', '.join(SUITES)})")
+    for algo in args.algorithms or []:
+        if algo not in list_algorithms():
+            raise UsageError(f"unknown algorithm {algo!r} (valid: {', '.join(list_algorithms())})")
+    for d in args.datasets or []:
+        if d not in datasets.list_datasets():
+            raise UsageError(f"unknown dataset {d!r} (valid: {', '.join(datasets.list_datasets())})")
+    if args.steps is not None and args.steps <= 0:
+        raise UsageError(f"--steps must be positive, got {args.steps}")
+    if args.seeds is not None and args.seeds <= 0:
+        raise UsageError(f"--seeds must be positive, got {args.seeds}")
+    if args.split_seed is not None and args.split_seed < 0:
+        raise UsageError(f"--split-seed must be non-negative, got {args.split_seed}")
+    if args.workers < 1:
+        raise UsageError(f"--workers must be at least 1, got {args.workers}")
+    if args.gpus_per_worker < 0:
+        raise UsageError("--gpus-per-worker must be >= 0")
+    for n in args.labels or []:
+        if n <= 0:
+            raise UsageError(f"--labels must be positive, got {n}")
+    try:
+        configs = expand(SUITES[args.suite], algorithms=args.algorithms, datasets=args.datasets, labels=args.labels,
+                         seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers,
+                         val_protocol=args.val_protocol)
+        for cfg in configs:
+            cfg.typed_hparams()
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
+    checked: set = set()
+    for cfg in configs:
+        key = (cfg.dataset, cfg.n_labels, cfg.network)
+        if key in checked:
+            continue
+        checked.add(key)
+        info = datasets.get_info(cfg.dataset)
+        try:
+            n_val = datasets.resolve_n_val(info, cfg.n_labels, cfg.val_protocol, cfg.n_val)
+            datasets.validate_request(info, cfg.n_labels, n_val)
+            check_network(cfg.network, info.input_shape)
+        except (datasets.SplitError, ValueError) as e:
+            raise UsageError(str(e)) from None
+    for d in sorted({c.dataset for c in configs}):
+        try:
+            datasets.check_available(d, args.data_root, args.download)
+        except datasets.DatasetUnavailable as e:
+            raise UsageError(str(e)) from None
+    env = RunEnv(results_dir=os.path.abspath(args.results_dir),
+                 data_root=os.path.abspath(args.data_root) if args.data_root else None,
+                 download=args.download, gpus_per_worker=args.gpus_per_worker)
+    return configs, env
+
+
+def check_local_resources(args: argparse.Namespace) -> int:
+    """CPUs for the local Ray; UsageError if a run asks for more workers/GPUs than exist."""
+    cpus = args.num_cpus or os.cpu_count() or 1
+    if args.num_cpus is not None and args.num_cpus < 1:
+        raise UsageError("--num-cpus must be at least 1")
+    if args.workers > cpus:
+        raise UsageError(f"--workers {args.workers} needs {args.workers} CPUs but this machine gives Ray {cpus}")
+    if args.gpus_per_worker > 0:
+        import torch
+
+        have = torch.cuda.device_count()
+        if args.workers * args.gpus_per_worker > have:
+            raise UsageError(f"--workers {args.workers} x --gpus-per-worker {args.gpus_per_worker} needs "
+                             f"{args.workers * args.gpus_per_worker:g} GPUs but this machine has {have}")
+    return cpus
+
+
+def check_cluster_resources(args: argparse.Namespace, resources: dict) -> None:
+    cpus, gpus = resources.get("CPU", 0), resources.get("GPU", 0)
+    if args.workers > cpus:
+        raise UsageError(f"--workers {args.workers} needs {args.workers} CPUs but the cluster has {cpus:g}")
+    if args.workers * args.gpus_per_worker > gpus:
+        raise UsageError(f"--workers {args.workers} x --gpus-per-worker {args.gpus_per_worker:g} needs more GPUs "
+                         f"than the cluster's {gpus:g}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list:
+        print(_listing())
+        return 0
+    from results import ResultsDirError, ResultStore, format_table, summarize
+
+    try:
+        configs, env = plan(args)
+        remote = bool(args.address or os.environ.get("RAY_ADDRESS"))
+        cpus = None if remote else check_local_resources(args)
+        store = ResultStore(env.results_dir)
+        finished = store.finished_run_ids() if os.path.isdir(env.results_dir) else set()
+        todo = [c for c in configs if c.run_id not in finished]
+        if args.dry_run:
+            for c in configs:
+                mark = "done" if c.run_id in finished else "todo"
+                print(f"{mark} {c.run_id} {c.dataset}/{c.n_labels} {c.algorithm} {c.network} seed={c.seed} "
+                      f"split_seed={c.split_seed} steps={c.steps}")
+            return 0
+        if todo:
+            store.check_writable()
+    except UsageError as e:
+        fail(PROG, str(e))
+    except ResultsDirError as e:
+        fail(PROG, str(e))
+
+    started = time.perf_counter()
+    print(f"{PROG}: suite {args.suite}: {len(configs)} runs, {len(configs) - len(todo)} already finished, "
+          f"{len(todo)} to run; results in {env.results_dir}", flush=True)
+    if todo:
+        from . import ray_launch
+
+        try:
+            resources = ray_launch.start_ray(args.address, cpus)
+            if remote:
+                check_cluster_resources(args, resources)
+            slots = int(resources.get("CPU", 1) // max(1, args.workers))
+            if args.gpus_per_worker > 0:
+                slots = min(slots, int(resources.get("GPU", 0) // (args.workers * args.gpus_per_worker)))
+            ray_launch.run_grid(todo, env, name=f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}", max_concurrent=slots)
+        except UsageError as e:
+            ray_launch.stop_ray()
+            fail(PROG, str(e))
+        finally:
+            ray_launch.stop_ray()
+    runs = store.load_runs([c.run_id for c in configs])
+    missing = len(configs) - len(runs)
+    print()
+    print(format_table(summarize(runs)))
+    wall = time.perf_counter() - started
+    print(f"\n{len(runs)} runs in the table ({missing} missing), wall time {wall:.0f} s", flush=True)
+    bad = runs[runs["status"] != "ok"] if len(runs) else runs
+    for _, r in bad.iterrows():
+        print(f"  {r['status']}: {r['dataset']}/{r['n_labels']} {r['algorithm']} seed={r['seed']}: {r['error_message']}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
