@@ -239,6 +239,20 @@ class _Run:
                 keep = evals_done % max(1, self.env.checkpoint_every_evals) == 0 or self.step == cfg.steps
                 reporter.report(metrics, self.state_dict() if keep else None)
 
+    def worker_divergence(self) -> float:
+        """Largest difference between workers' parameter fingerprints (0.0 when in sync).
+
+        Fingerprint: sum, sum of squares and a fixed random projection of all weights, in
+        float64; identical weights give identical fingerprints on every worker.
+        """
+        if self.comm.world_size == 1:
+            return 0.0
+        flat = torch.cat([p.detach().double().flatten() for p in self.model.parameters()])
+        proj = torch.randn(flat.numel(), generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(flat.device)
+        fp = torch.stack([flat.sum(), (flat * flat).sum(), (flat * proj).sum()])[None]
+        everyone = self.comm.all_gather(fp)
+        return float((everyone - everyone[0]).abs().max())
+
     def summary_row(self, status: str, error_message: str, wall: float) -> dict:
         cfg = self.cfg
         ema_test = [r["error"] for r in self.eval_rows if r["model"] == "ema" and r["split"] == "test"]
@@ -249,6 +263,7 @@ class _Run:
             "test_error": last_k_median(ema_test, cfg.eval_last_k), "val_error": last_k_median(ema_val, cfg.eval_last_k),
             "wall_time_s": wall, "steps_per_s": self.step / max(1e-9, self.train_seconds),
             "n_val": int(self.split.val.shape[0]), "n_unlabeled": int(self.x_u.shape[0]),
+            "worker_param_divergence": self.worker_divergence() if status == "ok" else float("nan"),
         }
 
 

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=_csv(int), help="comma-separated numbers of labeled examples (default: the recipe's)")
     p.add_argument("--seeds", type=int, help="number of training seeds 0..N-1 (default: the suite's)")
     p.add_argument("--split-seed", type=int, help="fix the labeled split's seed (default: split seed = training seed)")
+    p.add_argument("--network", help="override the recipes' network (see --list)")
     p.add_argument("--steps", type=int, help="override every run's step budget (recorded as a protocol deviation)")
     p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",
                    help="validation split: as scarce as the labels, or the papers' size (e.g. 5,000 for CIFAR)")
@@ -84,6 +85,8 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
     for d in args.datasets or []:
         if d not in datasets.list_datasets():
             raise UsageError(f"unknown dataset {d!r} (valid: {', '.join(datasets.list_datasets())})")
+    if args.network is not None and args.network not in list_networks():
+        raise UsageError(f"unknown network {args.network!r} (valid: {', '.join(list_networks())})")
     if args.steps is not None and args.steps <= 0:
         raise UsageError(f"--steps must be positive, got {args.steps}")
     if args.seeds is not None and args.seeds <= 0:
@@ -99,7 +102,7 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
             raise UsageError(f"--labels must be positive, got {n}")
     try:
         configs = expand(SUITES[args.suite], algorithms=args.algorithms, datasets=args.datasets, labels=args.labels,
-                         seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers,
+                         seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers, network=args.network,
                          val_protocol=args.val_protocol)
         for cfg in configs:
             cfg.typed_hparams()

@@ -80,8 +80,10 @@ RECIPES: dict[str, Recipe] = {r.dataset: r for r in (TWO_CIRCLES, DIGITS, FASHIO
 
 SUITES: dict[str, Suite] = {
     "smoke": Suite("smoke", "seconds: two_circles and digits, tiny budgets, 1 seed (for tests)",
-                   (dataclasses.replace(TWO_CIRCLES, steps=60, eval_every=20),
-                    dataclasses.replace(DIGITS, steps=60, eval_every=20, batch_labeled=16, batch_unlabeled=48)), seeds=1),
+                   (dataclasses.replace(TWO_CIRCLES, steps=100, eval_every=50),
+                    dataclasses.replace(DIGITS, steps=150, eval_every=50, batch_labeled=16, batch_unlabeled=48,
+                                        ema_decay=0.9, hparams={"mean_teacher": {"ema_decay": 0.9},
+                                                                "meta_semi": {"ema_decay": 0.9}})), seeds=1),
     "quick": Suite("quick", "offline data (two_circles, digits), every algorithm, 2 seeds; minutes on 2 CPU cores",
                    (TWO_CIRCLES, DIGITS), seeds=2),
     "full": Suite("full", "the papers' protocols on CIFAR-10/100, SVHN, STL-10 (needs the data and GPUs)",
@@ -91,7 +93,8 @@ SUITES: dict[str, Suite] = {
 
 def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[str] | None = None,
            labels: list[int] | None = None, seeds: int | None = None, split_seed: int | None = None,
-           steps: int | None = None, workers: int = 1, val_protocol: str = "scarce") -> list[RunConfig]:
+           steps: int | None = None, workers: int = 1, val_protocol: str = "scarce",
+           network: str | None = None) -> list[RunConfig]:
     """The run configs of ``suite`` with command-line overrides applied.
 
     ``datasets`` may name datasets outside the suite: their recipe from :data:`RECIPES` is
@@ -111,8 +114,10 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
                     notes = r.protocol_notes
                     if steps is not None and steps != r.steps:
                         notes += f"; budget overridden to {steps} steps"
+                    if network is not None and network != r.network:
+                        notes += f"; network overridden to {network}"
                     configs.append(RunConfig.from_dict(dict(
-                        dataset=r.dataset, algorithm=algo, network=r.network, n_labels=n_labels,
+                        dataset=r.dataset, algorithm=algo, network=network or r.network, n_labels=n_labels,
                         steps=steps if steps is not None else r.steps, seed=seed,
                         split_seed=seed if split_seed is None else split_seed,
                         eval_every=min(r.eval_every, steps) if steps is not None else r.eval_every,
