@@ -1,0 +1,97 @@
+"""bench.run: bad input is refused up front (one line, exit 2, nothing written)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.run import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_main(args, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err
+    return exc.value.code, err
+
+
+BAD_INPUTS = [
+    (["--suite", "nope"], "unknown suite 'nope'"),
+    (["--algorithms", "supervised,nope"], "unknown algorithm 'nope'"),
+    (["--datasets", "nope"], "unknown dataset 'nope'"),
+    (["--network", "nope"], "unknown network 'nope'"),
+    (["--datasets", "digits", "--labels", "55"], "multiple of the 10 classes"),
+    (["--datasets", "digits", "--labels", "5"], "fewer labels than classes"),
+    (["--datasets", "digits", "--labels", "100000"], "digits"),
+    (["--labels", "0"], "--labels must be positive"),
+    (["--steps", "0"], "--steps must be positive"),
+    (["--steps", "-3"], "--steps must be positive"),
+    (["--seeds", "0"], "--seeds must be positive"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--workers", "16"], "--workers 16 needs 16 CPUs"),
+    (["--workers", "64"], "not divisible by 64 workers"),
+    (["--gpus-per-worker", "1"], "GPUs but this machine has"),
+    (["--network", "cnn13", "--datasets", "digits"], "does not accept input shape"),
+    (["--datasets", "cifar10", "--data-root", "{tmp}/empty"], "{tmp}/empty"),
+    (["--datasets", "svhn", "--data-root", "{tmp}/empty"], "--download"),
+    (["--results-dir", "{tmp}/a_file"], "not writable"),
+    (["--suite", "smoke", "--steps", "abc"], "invalid int value"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_one_line_exit_2_nothing_written(args, expected, tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    results = tmp_path / "results"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if "--results-dir" not in args:
+        args += ["--results-dir", str(results)]
+    if "--gpus-per-worker" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    code, err = _run_main(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bench.run: error: ")
+    assert expected.replace("{tmp}", str(tmp_path)) in lines[0]
+    assert not results.exists()
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def test_exit_status_as_a_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.run", "--suite", "nope", "--results-dir", str(tmp_path / "r")],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "bench.run: error: unknown suite 'nope' (valid: smoke, quick, full)"]
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ["--suite", "--algorithms", "--datasets", "--labels", "--seeds", "--steps", "--workers",
+                 "--gpus-per-worker", "--results-dir", "--data-root", "--download", "--address"]:
+        assert flag in out
+
+
+def test_dry_run_lists_every_algorithm_and_seed(tmp_path, capsys):
+    from algorithms import list_algorithms
+
+    assert main(["--suite", "quick", "--dry-run", "--results-dir", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 * len(list_algorithms()) * 2  # 2 datasets x algorithms x 2 seeds
+    assert all(line.startswith("todo ") for line in out)
+    for algo in list_algorithms():
+        assert sum(f" {algo} " in line for line in out) == 4
+    assert not (tmp_path / "r").exists()
