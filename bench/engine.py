@@ -8,7 +8,6 @@ Only validation metrics are reported to the reporter: Ray Tune never sees the te
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import json
 import math

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 from typing import Any
@@ -184,7 +183,7 @@ def _trial_resources(job: dict) -> dict[str, float]:
     return res
 
 
-def _make_progress_callback(total: int, out=sys.stdout):
+def _make_progress_callback(total: int):
     from ray.tune import Callback
 
     class Progress(Callback):
@@ -205,18 +204,18 @@ def _make_progress_callback(total: int, out=sys.stdout):
             err = result.get("val_error_ema", float("nan"))
             print(f"[{self.done}/{total} done, {time.perf_counter() - self.started:6.0f}s] {self._name(trial)}: "
                   f"step {result.get('steps_done', 0)}/{steps} val err {100 * err:.1f}% "
-                  f"({result.get('steps_per_s', 0):.1f} steps/s)", file=out, flush=True)
+                  f"({result.get('steps_per_s', 0):.1f} steps/s)", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1
             status = (trial.last_result or {}).get("status", "?")
             print(f"[{self.done}/{total} done, {time.perf_counter() - self.started:6.0f}s] {self._name(trial)}: "
-                  f"finished ({status})", file=out, flush=True)
+                  f"finished ({status})", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done += 1
             print(f"[{self.done}/{total} done] {self._name(trial)}: trial crashed ({trial.error_file or 'no log'})",
-                  file=out, flush=True)
+                  flush=True)
 
     return Progress()
 
