@@ -41,7 +41,11 @@ class Stepper:
         """Take an optimizer step with gradients given in ``model.parameters()`` order."""
         self.optimizer.zero_grad(set_to_none=False)
         for p, g in zip(self.params, grads):
-            if g is not None:
+            if g is None:
+                continue
+            if p.grad is None:  # zero_grad(set_to_none=False) does not create missing grads
+                p.grad = g.detach().clone()
+            else:
                 p.grad.copy_(g)
         self._finish()
 

@@ -51,7 +51,7 @@ def make_algo(name_or_cls, seed=0, hp=None, augment=noise_augment, total_steps=1
     model = build_network("cnn_small", SHAPE, C)
     ctx = TrainContext(C, total_steps, augment=augment, generator=torch.Generator().manual_seed(seed + 1))
     if hp is None:
-        hp = active_hparams(cls.name) if cls.Hparams is not None and cls.name else cls.Hparams()
+        hp = active_hparams(cls.name)
     return cls(model, hp, ctx)
 
 
@@ -74,7 +74,7 @@ def unlabeled_term_problems(algo: Algorithm, warmup: int = 3, seed: int = 0) -> 
         algo.train_step(make_batch(seed + step), step, stepper)
     terms = algo.loss_terms(make_batch(seed + 99), warmup)
     problems = []
-    if not terms.weight != 0:
+    if terms.weight == 0:
         problems.append(f"weight {terms.weight}")
     value = float(terms.unlabeled.detach())
     if not (value != 0 and torch.isfinite(terms.unlabeled)):
@@ -198,13 +198,13 @@ def test_supervised_has_zero_unlabeled_term_and_ignores_x_u():
     b = make_batch(4)
     losses = []
     for x_u in (b.x_u, torch.full((5, *SHAPE), float("nan")), b.x_u[:0]):
-        algo = make_algo(Supervised, hp=get_algorithm("supervised").Hparams())
+        algo = make_algo(Supervised)
         terms = algo.loss_terms(Batch(b.x_l, b.y_l, x_u), 0)
         assert float(terms.unlabeled) == 0.0 and terms.weight == 0.0
         losses.append(float(terms.labeled.detach()))
     assert losses[0] == losses[1] == losses[2]
     # the labeled loss is the plain cross-entropy of the augmented labeled batch
-    algo = make_algo(Supervised, hp=get_algorithm("supervised").Hparams())
+    algo = make_algo(Supervised)
     x_l = noise_augment(b.x_l, torch.Generator().manual_seed(1))
     with torch.no_grad():
         ref = F.cross_entropy(algo.model(x_l), b.y_l)
@@ -228,3 +228,39 @@ def test_beats_chance_on_digits(name, tmp_path):
     assert out.status == "ok", out.run_row["error_message"]
     assert out.run_row["steps_done"] == 150
     assert out.run_row["test_error"] < 0.6  # chance is 0.9
+
+
+def _sgd_stepper(lr=0.5):
+    torch.manual_seed(0)
+    m = torch.nn.Linear(3, 2)
+    return m, Stepper(m, torch.optim.SGD(m.parameters(), lr=lr), None, TrainContext(2, 1).comm)
+
+
+def test_stepper_step_is_plain_sgd_on_the_loss():
+    m, stepper = _sgd_stepper()
+    x = torch.randn(4, 3)
+    w0, b0 = m.weight.detach().clone(), m.bias.detach().clone()
+    stepper.step((m(x) ** 2).sum())
+    # d/dW sum (Wx+b)^2 = 2 (Wx+b) x^T, d/db = 2 sum (Wx+b)
+    out = x @ w0.T + b0
+    torch.testing.assert_close(m.weight.detach(), w0 - 0.5 * 2 * out.T @ x)
+    torch.testing.assert_close(m.bias.detach(), b0 - 0.5 * 2 * out.sum(0))
+    assert stepper.updates == 1 and stepper.lr == 0.5
+
+
+def test_stepper_step_with_grads_after_a_backward():
+    m, stepper = _sgd_stepper()
+    stepper.step(m(torch.randn(4, 3)).sum())  # populates .grad
+    w0, b0 = m.weight.detach().clone(), m.bias.detach().clone()
+    gw = torch.randn(2, 3)
+    stepper.step_with_grads([gw, None])  # None: no gradient for the bias
+    torch.testing.assert_close(m.weight.detach(), w0 - 0.5 * gw)
+    torch.testing.assert_close(m.bias.detach(), b0)
+
+
+def test_stepper_step_with_grads_on_a_fresh_model():
+    m, stepper = _sgd_stepper()
+    w0 = m.weight.detach().clone()
+    gw, gb = torch.randn(2, 3), torch.randn(2)
+    stepper.step_with_grads([gw, gb])
+    torch.testing.assert_close(m.weight.detach(), w0 - 0.5 * gw)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import algorithms.meta_semi as meta_semi_module
-from algorithms import Batch, TrainContext, losses, parse_hparams
+from algorithms import Batch, Stepper, TrainContext, losses, parse_hparams
 from algorithms.meta import directional_derivatives, loss_gradient
 from algorithms.meta_semi import MetaSemi, sign_weights
 from algorithms.networks import build_network
@@ -20,6 +20,15 @@ from algorithms.networks import build_network
 C = 10
 SHAPE = (1, 8, 8)
 B_L, B_U = 6, 10
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: intra-op threads only oversubscribe a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _setup(seed=0, beta=0.5, net="cnn_small"):
@@ -170,7 +179,6 @@ def test_train_step_updates_ema_and_leaves_no_nan():
     algo, batch = _setup(6)
     model = algo.model
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
-    from algorithms import Stepper
     stepper = Stepper(model, opt, None, algo.ctx.comm)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     ema_before = {n: p.detach().clone() for n, p in algo.ema.model.named_parameters()}
