@@ -49,6 +49,7 @@ class TrainContext:
     comm: Comm = field(default_factory=Comm)
     augment: Augment = lambda x, g: x  # weak augmentation of a global batch (datasets.augment)
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    strong_augment: Augment = lambda x, g: x  # strong augmentation (RandAugment + Cutout for images)
 
 
 @dataclass
@@ -131,6 +132,10 @@ class Algorithm:
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """A weakly augmented view of a global batch, sharded to this worker."""
         return self.ctx.comm.shard(self.ctx.augment(x, self.ctx.generator))
+
+    def strong_views(self, x: torch.Tensor) -> torch.Tensor:
+        """A strongly augmented view of a global batch, sharded to this worker."""
+        return self.ctx.comm.shard(self.ctx.strong_augment(x, self.ctx.generator))
 
 
 class BaseMethod(Algorithm):

@@ -26,7 +26,7 @@ import datasets
 from algorithms import Batch, Comm, Stepper, TrainContext, get_algorithm, make_comm
 from algorithms.ema import WeightEMA
 from algorithms.networks import build_network
-from datasets.augment import weak_augment_for
+from datasets.augment import strong_augment_for, weak_augment_for
 from results import ResultStore, last_k_median
 
 from .config import RunConfig, RunEnv
@@ -151,7 +151,8 @@ class _Run:
         self.model = build_network(cfg.network, info.input_shape, info.num_classes).to(device)
         # One generator for batches, augmentation and MixUp, seeded alike on every worker.
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
-        ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator)
+        ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator,
+                           strong_augment_for(cfg.dataset))
         self.algo = algo_cls(self.model, cfg.typed_hparams(), ctx)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
         self.stepper = Stepper(self.model, self.optimizer, self.scheduler, comm)

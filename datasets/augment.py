@@ -86,3 +86,34 @@ def make_augment(spec: AugmentSpec) -> Callable[[torch.Tensor, torch.Generator],
 def weak_augment_for(dataset: str) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
     """The weak augmentation of ``dataset`` (identity for datasets without an entry)."""
     return make_augment(WEAK.get(dataset, AugmentSpec()))
+
+
+def cutout(x: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:
+    """Zero one square of side ``fraction * min(H, W)`` at a random centre per image. x [B, C, H, W]."""
+    b, _, h, w = x.shape
+    side = max(1, int(round(fraction * min(h, w))))
+    cy = _draw((b,), generator, x.device, "int", h)
+    cx = _draw((b,), generator, x.device, "int", w)
+    rows = torch.arange(h, device=x.device)[None, :]
+    cols = torch.arange(w, device=x.device)[None, :]
+    in_r = ((rows - cy[:, None]).abs() <= side // 2)[:, :, None]
+    in_c = ((cols - cx[:, None]).abs() <= side // 2)[:, None, :]
+    return x * (~(in_r & in_c))[:, None].to(x.dtype)
+
+
+def strong_augment_for(dataset: str) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """The strong augmentation of ``dataset``: its weak one, then Cutout (half the side) for
+    images or 4x the noise for vectors (FixMatch's strong view; RandAugment comes with the
+    baselines issue)."""
+    spec = WEAK.get(dataset, AugmentSpec())
+    weak = make_augment(spec)
+
+    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        x = weak(x, generator)
+        if x.dim() == 4:
+            return cutout(x, 0.5, generator)
+        if spec.noise_std > 0:
+            x = x + 3 * spec.noise_std * _draw(tuple(x.shape), generator, x.device, "normal")
+        return x
+
+    return augment
