@@ -32,12 +32,15 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 class Batch:
     """One *global* batch, identical on every worker.
 
-    x_l [B_l, *input_shape] float, y_l [B_l] int64, x_u [B_u, *input_shape] float.
+    x_l [B_l, *input_shape] float, y_l [B_l] int64, x_u [B_u, *input_shape] float;
+    u_idx [B_u] int64: positions of x_u in the unlabeled pool (for per-sample state such as
+    temporal ensembling), None when the caller has no pool.
     """
 
     x_l: torch.Tensor
     y_l: torch.Tensor
     x_u: torch.Tensor
+    u_idx: torch.Tensor | None = None
 
 
 @dataclass
@@ -49,6 +52,7 @@ class TrainContext:
     comm: Comm = field(default_factory=Comm)
     augment: Augment = lambda x, g: x  # weak augmentation of a global batch (datasets.augment)
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
+    num_unlabeled: int = 0  # size of the unlabeled pool that Batch.u_idx indexes
     strong_augment: Augment = lambda x, g: x  # strong augmentation (RandAugment + Cutout for images)
 
 

@@ -152,7 +152,7 @@ class _Run:
         # One generator for batches, augmentation and MixUp, seeded alike on every worker.
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
         ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator,
-                           strong_augment_for(cfg.dataset))
+                           num_unlabeled=self.x_u.shape[0], strong_augment=strong_augment_for(cfg.dataset))
         self.algo = algo_cls(self.model, cfg.typed_hparams(), ctx)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
         self.stepper = Stepper(self.model, self.optimizer, self.scheduler, comm)
@@ -190,8 +190,10 @@ class _Run:
 
     def next_batch(self) -> Batch:
         i = self.sample_l.next()
-        x_u = self.x_u[self.sample_u.next()] if self.sample_u else self.x_u
-        return Batch(self.x_l[i], self.y_l[i], x_u)
+        if self.sample_u is None:
+            return Batch(self.x_l[i], self.y_l[i], self.x_u)
+        j = self.sample_u.next()
+        return Batch(self.x_l[i], self.y_l[i], self.x_u[j], j)
 
     def evaluate_all(self, diagnostics: dict[str, float]) -> dict:
         """Evaluate EMA and raw weights on val and test; append rows; return Tune-safe metrics."""
