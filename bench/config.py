@@ -19,9 +19,10 @@ from algorithms.hparams import ConfigError, from_dict, require
 @dataclass(frozen=True)
 class OptimConfig:
     """Optimiser and learning-rate schedule. ``schedule``: cosine annealing to 0 over the
-    run (after ``warmup_steps`` of linear warm-up) or constant."""
+    run (after ``warmup_steps`` of linear warm-up) or constant. ``adamw`` decays weights by
+    ``w <- w - lr * weight_decay * w`` besides Adam, as MixMatch's code does."""
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
     lr: float = 0.03
     momentum: float = 0.9
     nesterov: bool = True
@@ -63,6 +64,7 @@ class RunConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
     suite: str = "custom"
+    preset: str = ""
     protocol_notes: str = ""
 
     def validate(self) -> None:

@@ -75,6 +75,8 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.
     if o.name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                               weight_decay=o.weight_decay)
+    elif o.name == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
     else:
         opt = torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
 
@@ -276,7 +278,7 @@ def _base_row(cfg: RunConfig, run_id: str) -> dict:
         "network": cfg.network, "steps": cfg.steps, "steps_done": 0, "status": "failed", "error_message": "",
         "test_error": float("nan"), "val_error": float("nan"), "wall_time_s": 0.0, "steps_per_s": 0.0,
         "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
-        "protocol_notes": cfg.protocol_notes, "val_protocol": cfg.val_protocol,
+        "protocol_notes": cfg.protocol_notes, "val_protocol": cfg.val_protocol, "preset": cfg.preset,
         "batch_labeled": cfg.batch_labeled, "batch_unlabeled": cfg.batch_unlabeled, "ema_decay": cfg.ema_decay,
         "optimizer": cfg.optim.name, "lr": cfg.optim.lr, "eval_every": cfg.eval_every,
     }

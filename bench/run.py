@@ -7,6 +7,7 @@ diverged) are skipped, so re-running a command only does what is missing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=_csv(int), help="comma-separated numbers of labeled examples (default: the recipe's)")
     p.add_argument("--seeds", type=int, help="number of training seeds 0..N-1 (default: the suite's)")
     p.add_argument("--split-seed", type=int, help="fix the labeled split's seed (default: split seed = training seed)")
+    p.add_argument("--preset", help="apply named paper hyperparameters where defined for (algorithm, dataset); "
+                   "see python -m bench.presets")
     p.add_argument("--network", help="override the recipes' network (see --list)")
     p.add_argument("--steps", type=int, help="override every run's step budget (recorded as a protocol deviation)")
     p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",
@@ -85,6 +88,10 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
     for d in args.datasets or []:
         if d not in datasets.list_datasets():
             raise UsageError(f"unknown dataset {d!r} (valid: {', '.join(datasets.list_datasets())})")
+    from . import presets
+
+    if args.preset is not None and args.preset not in presets.preset_names():
+        raise UsageError(f"unknown preset {args.preset!r} (valid: {', '.join(presets.preset_names())})")
     if args.network is not None and args.network not in list_networks():
         raise UsageError(f"unknown network {args.network!r} (valid: {', '.join(list_networks())})")
     if args.steps is not None and args.steps <= 0:
@@ -104,6 +111,12 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
         configs = expand(SUITES[args.suite], algorithms=args.algorithms, datasets=args.datasets, labels=args.labels,
                          seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers, network=args.network,
                          val_protocol=args.val_protocol)
+        if args.preset:
+            configs = [presets.apply(c, args.preset) for c in configs]
+            if args.network or args.steps:  # explicit flags win over the preset
+                configs = [dataclasses.replace(c, **{k: v for k, v in (("network", args.network), ("steps", args.steps),
+                                                                       ("eval_every", min(c.eval_every, args.steps or c.eval_every)))
+                                                     if v is not None}) for c in configs]
         for cfg in configs:
             cfg.typed_hparams()
     except ConfigError as e:
