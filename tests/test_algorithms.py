@@ -212,18 +212,17 @@ def test_supervised_has_zero_unlabeled_term_and_ignores_x_u():
     assert get_algorithm("supervised").uses_unlabeled is False
 
 
-SMOKE_HPARAMS = {"mean_teacher": {"ema_decay": 0.9}, "meta_semi": {"ema_decay": 0.9}}
-
-
 @pytest.mark.parametrize("name", list_algorithms())
 def test_beats_chance_on_digits(name, tmp_path):
-    from bench.config import RunConfig, RunEnv
-    from bench.engine import train_run
+    """The smoke suite's digits run of each algorithm (its recipe, hyperparameters included)."""
+    import dataclasses
 
-    cfg = RunConfig.from_dict(dict(
-        dataset="digits", algorithm=name, network="cnn_small", n_labels=50, steps=150, eval_every=50,
-        eval_last_k=1, ema_decay=0.9, batch_labeled=16, batch_unlabeled=48, optim={"lr": 0.05},
-        hparams=SMOKE_HPARAMS.get(name, {})))
+    from bench.config import RunEnv
+    from bench.engine import train_run
+    from bench.suites import SUITES, expand
+
+    (cfg,) = expand(SUITES["smoke"], algorithms=[name], datasets=["digits"], seeds=1)
+    cfg = dataclasses.replace(cfg, eval_last_k=1)  # score the final evaluation
     out = train_run(cfg, RunEnv(results_dir=str(tmp_path)), write=False)
     assert out.status == "ok", out.run_row["error_message"]
     assert out.run_row["steps_done"] == 150
