@@ -27,6 +27,9 @@ name            natural input  what
 ``cnn13``       (3, 32, 32)    13-layer Conv-Large (papers 000 Fig. 4, 002 App. D)
 ``wrn28_2``     (3, 32, 32)    WRN-28-2 as MixMatch / Oliver et al. (~1.47M)
 ``wrn28_8``     (3, 32, 32)    WRN-28-8 (same, width 8)
+``resnet26_shake`` (3, 32, 32) ResNet-26 2x96d shake-shake (paper 003 Table 2; ~26.2M)
+``tcdcn``       (1, 60, 60)    TCDCN landmark regressor (paper 001 A.1; 10 = 5 x (x, y))
+``resnet18``    (3, 224, 224)  torchvision ResNet-18; 3x3 stem, no max-pool if H < 64
 =============== ============== ===================================================
 """
 from __future__ import annotations
@@ -39,7 +42,10 @@ from torch import nn
 from .base import FeatureClassifier
 from .cnn13 import CNN13
 from .mlp import MLP, MLP242
+from .resnet18 import SMALL_INPUT_HW, ResNet18
+from .shake_shake import ShakeShakeResNet
 from .small_cnn import SmallCNN
+from .tcdcn import TCDCN
 from .wrn import WideResNet
 
 __all__ = [
@@ -127,6 +133,29 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
         "wrn28_8", _wrn(8), _image(8),
         "Wide-ResNet-28-8 as MixMatch (BN momentum 0.001, LeakyReLU 0.1)",
         "an image shape (C, H, W) with H, W >= 8", (3, 32, 32)),
+    NetworkSpec(
+        "resnet26_shake",
+        lambda shape, k: ShakeShakeResNet(in_channels=shape[0], num_classes=k, depth=26,
+                                          width=96),
+        _image(8),
+        "ResNet-26 2x96d with shake-shake regularisation (Gastaldi 2017), as Meta-Gradient "
+        "SSL (paper 003, Table 2)",
+        "an image shape (C, H, W) with H, W >= 8", (3, 32, 32)),
+    NetworkSpec(
+        "tcdcn",
+        lambda shape, k: TCDCN(in_channels=shape[0], num_classes=k,
+                               input_hw=(shape[1], shape[2])),
+        _image(44),
+        "TCDCN facial-landmark regressor (L2I journal, App. A.1; official code): "
+        "4 conv + Hardtanh, FC 720-256-K (K = 10 for 5 landmarks)",
+        "an image shape (C, H, W) with H, W >= 44", (1, 60, 60)),
+    NetworkSpec(
+        "resnet18",
+        lambda shape, k: ResNet18(in_channels=shape[0], num_classes=k,
+                                  small_stem=min(shape[1], shape[2]) < SMALL_INPUT_HW),
+        _image(8),
+        "ResNet-18 (torchvision layout); 3x3 stride-1 stem without max-pool when H or W < 64",
+        "an image shape (C, H, W) with H, W >= 8", (3, 224, 224)),
 ]}
 
 
