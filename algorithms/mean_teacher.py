@@ -1,7 +1,7 @@
 """Mean Teacher (Tarvainen & Valpola 2017)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -21,8 +21,8 @@ class MeanTeacherHparams:
     teacher's weight-averaging decay (0.99 in the ramp-up phase of the original, 0.999 after;
     short budgets want the smaller one)."""
 
-    lambda_u: float = 10.0
-    ema_decay: float = 0.99
+    lambda_u: float = field(default=10.0, metadata={"range": (1.0, 100.0), "scale": "log"})
+    ema_decay: float = field(default=0.99, metadata={"range": (0.9, 0.999), "scale": "log"})
     rampup_fraction: float = 0.4
     rampup: Literal["linear", "sigmoid", "none"] = "sigmoid"
 

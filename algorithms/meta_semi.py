@@ -19,7 +19,7 @@ which the paper's convergence proof (Appendix B, Eq. 34) includes alongside L_me
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -41,7 +41,7 @@ class MetaSemiHparams:
     short budgets want less); meta_method: ``jvp`` (exact directional derivative) or ``fd``
     (central finite difference); meta_bn: BatchNorm mode of the meta pass."""
 
-    beta: float = 0.5
+    beta: float = field(default=0.5, metadata={"range": (0.1, 1.0), "scale": "linear"})
     ema_decay: float = 0.999
     meta_method: Literal["jvp", "fd"] = "jvp"
     meta_bn: Literal["train", "eval"] = "train"

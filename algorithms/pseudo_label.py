@@ -1,7 +1,7 @@
 """Pseudo-Label (Lee 2013): the model's own argmax as a hard target for unlabeled data."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -18,8 +18,8 @@ class PseudoLabelHparams:
     only if its softmax confidence is at least this (0 = Lee's original, every sample; 0.95
     as in Oliver et al. 2018); ramp-up of lambda over ``rampup_fraction`` of training."""
 
-    lambda_u: float = 1.0
-    threshold: float = 0.95
+    lambda_u: float = field(default=1.0, metadata={"range": (0.1, 10.0), "scale": "log"})
+    threshold: float = field(default=0.95, metadata={"range": (0.5, 0.99), "scale": "linear"})
     rampup_fraction: float = 0.4
     rampup: Literal["linear", "sigmoid", "none"] = "linear"
 
