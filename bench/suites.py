@@ -87,7 +87,7 @@ SUITES: dict[str, Suite] = {
                    (dataclasses.replace(TWO_CIRCLES, steps=100, eval_every=50),
                     dataclasses.replace(DIGITS, steps=150, eval_every=50, batch_labeled=16, batch_unlabeled=48,
                                         ema_decay=0.9, hparams=_SMOKE_HP)), seeds=1),
-    "quick": Suite("quick", "offline data (two_circles, digits), every algorithm, 2 seeds; minutes on 2 CPU cores",
+    "quick": Suite("quick", "offline data (two_circles, digits), every algorithm, 2 seeds; under 10 minutes on 2 CPU cores",
                    (TWO_CIRCLES, DIGITS), seeds=2),
     "full": Suite("full", "the papers' protocols on CIFAR-10/100, SVHN, STL-10 (needs the data and GPUs)",
                   (CIFAR10, CIFAR100, SVHN, STL10), seeds=5),
