@@ -43,3 +43,19 @@ class WeightEMA:
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.updates = int(state["updates"])
+
+
+class EMATeacherMixin:
+    """For algorithms with ``self.teacher`` (a :class:`WeightEMA`): it follows the student after
+    every optimizer step and is saved with checkpoints."""
+
+    teacher: WeightEMA
+
+    def after_step(self, step: int) -> None:
+        self.teacher.update(self.model)
+
+    def state_dict(self) -> dict:
+        return {"teacher": self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.teacher.load_state_dict(state["teacher"])

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
+from . import losses
 from .base import Batch, BaseMethod, StepInputs
 from .hparams import require
 from .registry import register
@@ -53,10 +53,7 @@ class FixMatch(BaseMethod):
 
     def impute(self, x_u_teacher, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``logits_u``: logits of the WEAK view. One-hot argmax targets and the confidence mask."""
-        probs = F.softmax(logits_u.detach(), dim=1)
-        conf, label = probs.max(dim=1)
-        targets = F.one_hot(label, probs.shape[1]).to(probs.dtype)
-        return targets, (conf >= self.hp.threshold).to(probs.dtype)
+        return losses.confident_one_hot(logits_u, self.hp.threshold)
 
     def prepare(self, batch: Batch, step: int) -> StepInputs:
         """Weak labeled view, weak and strong unlabeled views (global draws, then shards); the

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from . import losses
 from .base import Algorithm, Batch, LossTerms
-from .ema import WeightEMA
+from .ema import EMATeacherMixin, WeightEMA
 from .hparams import require
 from .mixup import mixup
 from .registry import register
@@ -40,7 +40,7 @@ class ICTHparams:
 
 
 @register
-class ICT(Algorithm):
+class ICT(EMATeacherMixin, Algorithm):
     """psi = MixUp of the mean teacher's predictions: with t = softmax(f_theta'(u)) and
     lam ~ Beta(alpha, alpha), z = lam t + (1 - lam) t[perm] for the input
     u_mix = lam u + (1 - lam) u[perm]; d = ||softmax(f_theta(u_mix)) - z||^2 summed over
@@ -95,12 +95,3 @@ class ICT(Algorithm):
         loss_l = losses.hard_cross_entropy(logits[: x_l.shape[0]], y_l).mean()
         loss_u = losses.softmax_squared_error(logits[x_l.shape[0]:], z.detach()).mean()
         return LossTerms(loss_l, loss_u, self.unlabeled_weight(step), {"mixup_lambda": float(lam)})
-
-    def after_step(self, step: int) -> None:
-        self.teacher.update(self.model)
-
-    def state_dict(self) -> dict:
-        return {"teacher": self.teacher.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.teacher.load_state_dict(state["teacher"])

@@ -27,3 +27,11 @@ DISTANCES = {
     "soft_ce": soft_cross_entropy,
     "softmax_mse": softmax_squared_error,
 }
+
+
+def confident_one_hot(logits: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hard pseudo-labels: one-hot argmax of softmax(logits) (detached) and the mask
+    max softmax >= threshold. logits [B, C] -> (targets [B, C], mask [B])."""
+    probs = F.softmax(logits.detach(), dim=1)
+    conf, label = probs.max(dim=1)
+    return F.one_hot(label, probs.shape[1]).to(probs.dtype), (conf >= threshold).to(probs.dtype)

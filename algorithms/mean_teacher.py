@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from . import losses
 from .base import BaseMethod
-from .ema import WeightEMA
+from .ema import EMATeacherMixin, WeightEMA
 from .hparams import require
 from .registry import register
 
@@ -33,7 +33,7 @@ class MeanTeacherHparams:
 
 
 @register
-class MeanTeacher(BaseMethod):
+class MeanTeacher(EMATeacherMixin, BaseMethod):
     """psi = softmax of the EMA teacher on a second augmented view; d = ||softmax(f(x)) - z||^2.
 
     The teacher is a separate copy whose weights are the EMA of the student's, updated after
@@ -56,12 +56,3 @@ class MeanTeacher(BaseMethod):
         self.teacher.model.train(self.model.training)
         targets = F.softmax(self.teacher.model(x_u_teacher), dim=1)
         return targets, torch.ones(targets.shape[0], device=targets.device, dtype=targets.dtype)
-
-    def after_step(self, step: int) -> None:
-        self.teacher.update(self.model)
-
-    def state_dict(self) -> dict:
-        return {"teacher": self.teacher.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.teacher.load_state_dict(state["teacher"])

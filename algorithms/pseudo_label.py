@@ -5,8 +5,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
+from . import losses
 from .base import BaseMethod
 from .hparams import require
 from .registry import register
@@ -40,7 +40,4 @@ class PseudoLabel(BaseMethod):
     description = "hard pseudo-labels from the model's own confident predictions"
 
     def impute(self, x_u_teacher, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probs = F.softmax(logits_u.detach(), dim=1)
-        conf, label = probs.max(dim=1)
-        targets = F.one_hot(label, probs.shape[1]).to(probs.dtype)
-        return targets, (conf >= self.hp.threshold).to(probs.dtype)
+        return losses.confident_one_hot(logits_u, self.hp.threshold)

@@ -24,15 +24,6 @@ SHAPE = (1, 8, 8)
 UNLABELED_ALGOS = [n for n in list_algorithms() if get_algorithm(n).uses_unlabeled]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Oversubscribed intra-op threads make these tiny models 10-20x slower on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def noise_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x + 0.3 * torch.randn(x.shape, generator=g, dtype=x.dtype)
 

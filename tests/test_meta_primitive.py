@@ -14,15 +14,6 @@ from algorithms.meta import directional_derivatives, loss_gradient
 from algorithms.networks import build_network
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only oversubscribe a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _data(shape, n, classes, seed, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((n, *shape), generator=g, dtype=dtype)

@@ -22,15 +22,6 @@ SHAPE = (1, 8, 8)
 B_L, B_U = 6, 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: intra-op threads only oversubscribe a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _setup(seed=0, beta=0.5, net="cnn_small"):
     torch.manual_seed(seed)
     model = build_network(net, SHAPE, C).double()

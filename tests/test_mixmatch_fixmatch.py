@@ -18,14 +18,6 @@ SHAPE = (1, 4, 4)
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def noise_augment(x, g):
     return x + 0.5 * torch.randn(x.shape, generator=g, dtype=x.dtype)
 

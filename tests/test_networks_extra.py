@@ -16,16 +16,6 @@ from algorithms.networks.tcdcn import TCDCN
 NEW = ["resnet26_shake", "tcdcn", "resnet18"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small shared CPU machine the OpenMP threads
-    of tiny convolutions / BN otherwise mostly wait (5-10x slower here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------- contract
 @pytest.mark.parametrize("name,shape", [("resnet26_shake", (3, 32, 32)), ("tcdcn", (1, 60, 60)),
                                         ("resnet18", (3, 64, 64)), ("resnet18", (1, 28, 28))])
