@@ -35,12 +35,16 @@ class Batch:
     x_l [B_l, *input_shape] float, y_l [B_l] int64, x_u [B_u, *input_shape] float;
     u_idx [B_u] int64: positions of x_u in the unlabeled pool (for per-sample state such as
     temporal ensembling), None when the caller has no pool.
+    x_h [B_h, ...], y_h [B_h]: a labeled hold-out batch for meta rules that ask for one
+    (``holdout_batch_size() > 0``), None otherwise.
     """
 
     x_l: torch.Tensor
     y_l: torch.Tensor
     x_u: torch.Tensor
     u_idx: torch.Tensor | None = None
+    x_h: torch.Tensor | None = None
+    y_h: torch.Tensor | None = None
 
 
 @dataclass
@@ -76,6 +80,9 @@ class StepInputs:
     x_l [b_l, ...], y_l [b_l] int64; x_u [b_u, ...] the student's view of the unlabeled
     batch; targets [b_u, C] the imputed labels z (detached); mask [b_u] per-sample base
     weights (e.g. a confidence threshold); weight = lambda(t).
+    y_l_soft [b_l, C]: soft labeled targets when the base mixes labeled data (MixMatch), which
+    then replace y_l in the labeled loss. x_u_impute [b_u, ...]: the view the imputer looked at
+    (a teacher view; None: x_u itself), for rules that re-impute with the model's output.
     """
 
     x_l: torch.Tensor
@@ -86,6 +93,8 @@ class StepInputs:
     weight: float
     logits_l: torch.Tensor | None = None
     logits_u: torch.Tensor | None = None
+    y_l_soft: torch.Tensor | None = None
+    x_u_impute: torch.Tensor | None = None
 
 
 @dataclass
@@ -100,6 +109,10 @@ class Algorithm:
     Hparams: ClassVar[type] = NoHparams
     uses_unlabeled: ClassVar[bool] = True
     description: ClassVar[str] = ""
+    #: whether meta rules can act on it: it implements ``prepare`` -> StepInputs, ``distance``
+    #: and ``labeled_losses`` / ``unlabeled_losses`` (BaseMethod does)
+    composable: ClassVar[bool] = False
+    not_composable_because: ClassVar[str] = ""
 
     def __init__(self, model: nn.Module, hp, ctx: TrainContext) -> None:
         self.model = model
@@ -132,6 +145,23 @@ class Algorithm:
     def load_state_dict(self, state: dict) -> None:
         del state
 
+    def eval_models(self) -> dict[str, nn.Module]:
+        """Extra models the engine evaluates besides the EMA and raw weights, by name (e.g.
+        Mean Teacher's fast-SWA average as "swa"); called on every worker at evaluation time."""
+        return {}
+
+    def holdout_batch_size(self) -> int:
+        """Global size of the labeled hold-out batch the engine adds to each Batch (0: none)."""
+        return 0
+
+    def holdout_mode(self) -> str:
+        """``joint`` (hold-out drawn from the labeled training set) or ``separate``."""
+        return "joint"
+
+    def holdout_fraction(self) -> float:
+        """Fraction of the labeled set held out of C_T in ``separate`` mode."""
+        return 0.0
+
     # -- helpers shared by subclasses -------------------------------------------------
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """A weakly augmented view of a global batch, sharded to this worker."""
@@ -152,6 +182,7 @@ class BaseMethod(Algorithm):
 
     #: whether :meth:`impute` needs a second augmented view of x_u (teachers do; Pseudo-Label does not)
     needs_teacher_view: ClassVar[bool] = True
+    composable = True
 
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample d(f(T(x_u)), z): logits [b, C], targets [b, C] -> [b]."""
@@ -181,12 +212,23 @@ class BaseMethod(Algorithm):
         logits = self.model(torch.cat([x_l, x_u]))
         logits_l, logits_u = logits[: x_l.shape[0]], logits[x_l.shape[0]:]
         targets, mask = self.impute(x_u_teacher, logits_u)
-        return StepInputs(x_l, y_l, x_u, targets.detach(), mask.detach(), self.unlabeled_weight(step), logits_l, logits_u)
+        return StepInputs(x_l, y_l, x_u, targets.detach(), mask.detach(), self.unlabeled_weight(step), logits_l, logits_u,
+                          x_u_impute=x_u_teacher)
+
+    def labeled_losses(self, logits_l: torch.Tensor, s: StepInputs) -> torch.Tensor:
+        """Per-sample C_T terms [b_l]: cross-entropy with y_l, or with ``s.y_l_soft`` when set."""
+        if s.y_l_soft is not None:
+            return losses.soft_cross_entropy(logits_l, s.y_l_soft)
+        return losses.hard_cross_entropy(logits_l, s.y_l)
+
+    def unlabeled_losses(self, logits_u: torch.Tensor, s: StepInputs, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-sample C_U terms [b_u]: mask * d(logits_u, z), z = ``targets`` or ``s.targets``."""
+        return self.distance(logits_u, s.targets if targets is None else targets) * s.mask
 
     def loss_terms(self, batch: Batch, step: int) -> LossTerms:
         s = self.prepare(batch, step)
-        loss_l = losses.hard_cross_entropy(s.logits_l, s.y_l).mean()
-        per_u = self.distance(s.logits_u, s.targets) * s.mask
+        loss_l = self.labeled_losses(s.logits_l, s).mean()
+        per_u = self.unlabeled_losses(s.logits_u, s)
         return LossTerms(loss_l, per_u.mean(), s.weight, {"mask_fraction": float(s.mask.float().mean())})
 
 

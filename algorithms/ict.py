@@ -8,12 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .base import Algorithm, Batch, LossTerms
+from .base import BaseMethod, Batch, LossTerms, StepInputs
 from .ema import EMATeacherMixin, WeightEMA
 from .hparams import require
 from .mixup import mixup
 from .registry import register
-from .schedules import ramp_up
 
 
 @dataclass
@@ -40,7 +39,7 @@ class ICTHparams:
 
 
 @register
-class ICT(EMATeacherMixin, Algorithm):
+class ICT(EMATeacherMixin, BaseMethod):
     """psi = MixUp of the mean teacher's predictions: with t = softmax(f_theta'(u)) and
     lam ~ Beta(alpha, alpha), z = lam t + (1 - lam) t[perm] for the input
     u_mix = lam u + (1 - lam) u[perm]; d = ||softmax(f_theta(u_mix)) - z||^2 summed over
@@ -69,9 +68,8 @@ class ICT(EMATeacherMixin, Algorithm):
         super().__init__(model, hp, ctx)
         self.teacher = WeightEMA(model, hp.ema_decay)
 
-    def unlabeled_weight(self, step: int) -> float:
-        hp = self.hp
-        return hp.lambda_u * ramp_up(step, self.ctx.total_steps, hp.rampup_fraction, hp.rampup)
+    def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return losses.softmax_squared_error(logits_u, targets)
 
     def mixed_batch(self, batch: Batch) -> tuple[torch.Tensor, ...]:
         """Global (x_l [B_l, ...], u [B_u, ...], t [B_u, C], u_mix [B_u, ...], z [B_u, C], lam, perm).
@@ -87,11 +85,20 @@ class ICT(EMATeacherMixin, Algorithm):
         u_mix, z, lam, perm = mixup(u, t, self.hp.alpha, g)
         return x_l, u, t, u_mix, z, lam, perm
 
-    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+    def prepare(self, batch: Batch, step: int) -> StepInputs:
+        """This worker's shard of the labeled batch and of the mixed unlabeled batch, with the
+        mixed teacher predictions as targets (meta rules see ICT through this)."""
         comm = self.ctx.comm
         x_l, _, _, u_mix, z, lam, _ = self.mixed_batch(batch)
+        self._last_lam = lam
         x_l, y_l, u_mix, z = comm.shard(x_l), comm.shard(batch.y_l), comm.shard(u_mix), comm.shard(z)
         logits = self.model(torch.cat([x_l, u_mix]))
-        loss_l = losses.hard_cross_entropy(logits[: x_l.shape[0]], y_l).mean()
-        loss_u = losses.softmax_squared_error(logits[x_l.shape[0]:], z.detach()).mean()
-        return LossTerms(loss_l, loss_u, self.unlabeled_weight(step), {"mixup_lambda": float(lam)})
+        n_l = x_l.shape[0]
+        ones = torch.ones(u_mix.shape[0], dtype=logits.dtype, device=logits.device)
+        return StepInputs(x_l, y_l, u_mix, z.detach(), ones, self.unlabeled_weight(step), logits[:n_l], logits[n_l:])
+
+    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+        s = self.prepare(batch, step)
+        loss_l = self.labeled_losses(s.logits_l, s).mean()
+        loss_u = self.unlabeled_losses(s.logits_u, s).mean()
+        return LossTerms(loss_l, loss_u, s.weight, {"mixup_lambda": float(self._last_lam)})

@@ -36,11 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .base import Algorithm, Batch, LossTerms
+from .base import BaseMethod, Batch, LossTerms, StepInputs
 from .hparams import require
 from .mixup import sample_beta
 from .registry import register
-from .schedules import ramp_up
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -79,7 +78,7 @@ class MixMatchHparams:
 
 
 @register
-class MixMatch(Algorithm):
+class MixMatch(BaseMethod):
     """MixMatch: psi = sharpen(mean softmax over K views, T), mixed by MixUp with labeled data;
     d = softmax squared error / C; lambda(t) = lambda_u * linear ramp-up. See the module docstring."""
 
@@ -87,9 +86,8 @@ class MixMatch(Algorithm):
     Hparams = MixMatchHparams
     description = "MixMatch: sharpened K-view label guesses, MixUp of labeled and unlabeled, squared error"
 
-    def unlabeled_weight(self, step: int) -> float:
-        hp = self.hp
-        return hp.lambda_u * ramp_up(step, self.ctx.total_steps, hp.rampup_fraction, hp.rampup)
+    def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return mixmatch_squared_error(logits_u, targets)
 
     @torch.no_grad()
     def guess_labels(self, u_views: list[torch.Tensor]) -> torch.Tensor:
@@ -126,15 +124,26 @@ class MixMatch(Algorithm):
                     lam_p=lam_p, perm=perm, x_mix=mixed_x[:n_l], y_mix=mixed_y[:n_l],
                     u_mix=mixed_x[n_l:], u_targets=mixed_y[n_l:])
 
-    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+    def prepare(self, batch: Batch, step: int) -> StepInputs:
+        """This worker's shard of X' (labeled, soft targets y_l_soft) and U' (mixed inputs and
+        mixed guesses as targets); meta rules see MixMatch through this. The imputer's view of
+        a mixed sample is the mixed sample itself (``x_u_impute`` None)."""
         comm = self.ctx.comm
         m = self.mixed_batches(batch)
+        self._last_mix = m
         x_mix, y_mix, u_mix, u_targets = (comm.shard(m[k]) for k in ("x_mix", "y_mix", "u_mix", "u_targets"))
         logits = self.model(torch.cat([x_mix, u_mix]))
         n_l = x_mix.shape[0]
+        ones = torch.ones(u_mix.shape[0], dtype=logits.dtype, device=logits.device)
+        return StepInputs(x_mix, comm.shard(batch.y_l), u_mix, u_targets, ones, self.unlabeled_weight(step),
+                          logits[:n_l], logits[n_l:], y_l_soft=y_mix)
+
+    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+        s = self.prepare(batch, step)
+        m = self._last_mix
         # Every sample weighs the same in both means, so the local means are this worker's share.
-        loss_l = losses.soft_cross_entropy(logits[:n_l], y_mix).mean()
-        loss_u = mixmatch_squared_error(logits[n_l:], u_targets).mean()
-        return LossTerms(loss_l, loss_u, self.unlabeled_weight(step),
+        loss_l = self.labeled_losses(s.logits_l, s).mean()
+        loss_u = self.unlabeled_losses(s.logits_u, s).mean()
+        return LossTerms(loss_l, loss_u, s.weight,
                          {"mixup_lambda": float(m["lam_p"]),
                           "guess_max_prob": float(m["guess"].max(dim=1).values.mean())})

@@ -46,6 +46,12 @@ class Comm:
         """Overwrite ``t`` in place with rank ``src``'s value."""
         return t
 
+    def all_reduce_mean_autograd(self, t: torch.Tensor) -> torch.Tensor:
+        """Mean over workers that autograd differentiates through (its backward all-reduces the
+        incoming gradient), for second-order meta steps: a virtual step must use the global
+        gradient, and the hold-out gradient must flow back to every worker's shard."""
+        return t
+
 
 class TorchDistComm(Comm):
     """Collectives over an initialised ``torch.distributed`` process group (gloo or nccl)."""
@@ -72,6 +78,11 @@ class TorchDistComm(Comm):
     def broadcast_(self, t: torch.Tensor, src: int = 0) -> torch.Tensor:
         dist.broadcast(t, src=src)
         return t
+
+    def all_reduce_mean_autograd(self, t: torch.Tensor) -> torch.Tensor:
+        from torch.distributed.nn.functional import all_reduce
+
+        return all_reduce(t, op=dist.ReduceOp.SUM) / self.world_size
 
 
 def make_comm() -> Comm:

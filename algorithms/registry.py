@@ -1,8 +1,10 @@
 """Registry of algorithms by name.
 
-Every module of this package is imported once on first use, and each algorithm module
-registers its class with :func:`register`; adding an algorithm touches only its own file
-(and its test).
+Every module of this package and of ``algorithms.rules`` is imported once on first use; each
+algorithm module registers its class with :func:`register`, each meta rule with
+:func:`~algorithms.meta.rule.register_rule`. Adding an algorithm or a rule touches only its
+own file (and its test). ``BASE+RULE`` names are composed on demand
+(:func:`~algorithms.meta.compose.compose`).
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import pkgutil
 
 from .base import Algorithm
 from .hparams import ConfigError, from_dict
+from .meta.compose import compose
+from .meta.rule import get_rule, rules
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
 _loaded = False
@@ -30,26 +34,47 @@ def _load_all() -> None:
     global _loaded
     if _loaded:
         return
-    package = importlib.import_module(__package__)
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_") and not info.ispkg:
-            importlib.import_module(f"{__package__}.{info.name}")
+    for pkg_name in (__package__, f"{__package__}.rules"):
+        package = importlib.import_module(pkg_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_") and not info.ispkg:
+                importlib.import_module(f"{pkg_name}.{info.name}")
     _loaded = True
 
 
 def list_algorithms() -> list[str]:
-    """Registered algorithm names, sorted."""
+    """Registered algorithm names (base methods and standalone methods, no compositions), sorted."""
     _load_all()
     return sorted(_REGISTRY)
 
 
-def get_algorithm(name: str) -> type[Algorithm]:
-    """The class registered as ``name``; ConfigError listing the valid names otherwise."""
+def list_rules() -> list[str]:
+    """Registered meta-rule names, sorted."""
     _load_all()
+    return sorted(rules())
+
+
+def list_compositions() -> list[str]:
+    """Every ``BASE+RULE`` name whose rule accepts its base, sorted."""
+    _load_all()
+    return sorted(f"{b}+{r}" for r, rule in rules().items() for b, base in _REGISTRY.items() if rule.refuse(base) is None)
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    """The class for ``name`` (a registered algorithm, or ``BASE+RULE``); ConfigError otherwise."""
+    _load_all()
+    if "+" in name:
+        base_name, _, rule_name = name.partition("+")
+        if base_name not in _REGISTRY:
+            raise ConfigError(f"unknown base algorithm {base_name!r} in {name!r} (valid: {', '.join(sorted(_REGISTRY))})")
+        if "+" in rule_name:
+            raise ConfigError(f"{name!r} names more than one meta rule; compose one base with one rule")
+        return compose(_REGISTRY[base_name], get_rule(rule_name))
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ConfigError(f"unknown algorithm {name!r} (valid: {', '.join(sorted(_REGISTRY))})") from None
+        raise ConfigError(f"unknown algorithm {name!r} (valid: {', '.join(sorted(_REGISTRY))}; "
+                          f"or BASE+RULE with a rule among: {', '.join(sorted(rules())) or 'none'})") from None
 
 
 def parse_hparams(name: str, values: dict | None):

@@ -15,6 +15,7 @@ class Supervised(Algorithm):
     name = "supervised"
     uses_unlabeled = False
     description = "labeled cross-entropy only"
+    not_composable_because = "it has no unlabeled term to act on"
 
     def loss_terms(self, batch: Batch, step: int) -> LossTerms:
         x_l = self.views(batch.x_l)

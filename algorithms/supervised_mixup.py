@@ -38,6 +38,7 @@ class SupervisedMixup(Algorithm):
     Hparams = SupervisedMixupHparams
     uses_unlabeled = False
     description = "labeled cross-entropy on MixUp of the labeled batch"
+    not_composable_because = "it has no unlabeled term to act on"
 
     def mixed_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]:
         """Global (x_mix [B_l, ...], y_mix [B_l, C], lam, perm [B_l]), identical on every worker."""

@@ -108,6 +108,7 @@ class VAT(Algorithm):
     name = "vat"
     Hparams = VATHparams
     description = "virtual adversarial training: KL to the prediction at the worst-case perturbation (+EntMin)"
+    not_composable_because = "its unlabeled term is a KL to an adversarially perturbed input, not a distance to imputed targets a rule could change"
 
     # -- perturbation passes -------------------------------------------------------------
     def _forward_frozen_bn(self, x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -77,6 +77,9 @@ class RunConfig:
         for what, b in (("batch_labeled", self.batch_labeled), ("batch_unlabeled", self.batch_unlabeled)):
             require(b % self.workers == 0, f"{what}={b} is not divisible by {self.workers} workers (batches are global)")
         require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
+        holdout = getattr(self.typed_hparams(), "holdout_batch", 0) or 0
+        require(holdout % self.workers == 0,
+                f"holdout_batch={holdout} is not divisible by {self.workers} workers (batches are global)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":

@@ -161,9 +161,31 @@ class _Run:
         self.eval_ema = WeightEMA(self.model, cfg.ema_decay)
         self.sample_l = EpochSampler(self.x_l.shape[0], cfg.batch_labeled, self.generator)
         self.sample_u = EpochSampler(max(1, self.x_u.shape[0]), cfg.batch_unlabeled, self.generator) if algo_cls.uses_unlabeled else None
+        self.sample_h = self._holdout_sampler()
         self.step = 0
         self.eval_rows: list[dict] = []
         self.train_seconds = 0.0
+
+    def _holdout_sampler(self) -> EpochSampler | None:
+        """A sampler of labeled hold-out batches for meta rules that ask for them.
+
+        ``joint``: hold-out batches come from the labeled training set itself (L2I's default,
+        no extra labels). ``separate``: a class-balanced part of the labeled set (a function of
+        the split seed) becomes the hold-out set and leaves C_T's labeled set (001 Table 6).
+        """
+        size = self.algo.holdout_batch_size()
+        if size <= 0:
+            self.x_h = self.y_h = None
+            return None
+        if self.algo.holdout_mode() == "separate":
+            train, hold = datasets.holdout_split(self.y_l.cpu().numpy(), self.algo.holdout_fraction(), self.cfg.split_seed)
+            train_t, hold_t = torch.from_numpy(train).to(self.x_l.device), torch.from_numpy(hold).to(self.x_l.device)
+            self.x_h, self.y_h = self.x_l[hold_t], self.y_l[hold_t]
+            self.x_l, self.y_l = self.x_l[train_t], self.y_l[train_t]
+            self.sample_l = EpochSampler(self.x_l.shape[0], self.cfg.batch_labeled, self.generator)
+        else:
+            self.x_h, self.y_h = self.x_l, self.y_l
+        return EpochSampler(self.x_h.shape[0], size, self.generator)
 
     def state_dict(self) -> dict:
         return {
@@ -172,6 +194,7 @@ class _Run:
             "algo": self.algo.state_dict(), "generator": self.generator.get_state(),
             "torch_rng": torch.get_rng_state(), "sample_l": self.sample_l.state_dict(),
             "sample_u": self.sample_u.state_dict() if self.sample_u else None,
+            "sample_h": self.sample_h.state_dict() if self.sample_h else None,
             "eval_rows": self.eval_rows, "train_seconds": self.train_seconds,
         }
 
@@ -187,6 +210,8 @@ class _Run:
         self.sample_l.load_state_dict(s["sample_l"])
         if self.sample_u is not None and s["sample_u"] is not None:
             self.sample_u.load_state_dict(s["sample_u"])
+        if self.sample_h is not None and s.get("sample_h") is not None:
+            self.sample_h.load_state_dict(s["sample_h"])
         self.eval_rows = list(s["eval_rows"])
         self.train_seconds = float(s["train_seconds"])
 
@@ -195,12 +220,17 @@ class _Run:
         if self.sample_u is None:
             return Batch(self.x_l[i], self.y_l[i], self.x_u)
         j = self.sample_u.next()
-        return Batch(self.x_l[i], self.y_l[i], self.x_u[j], j)
+        if self.sample_h is None:
+            return Batch(self.x_l[i], self.y_l[i], self.x_u[j], j)
+        h = self.sample_h.next()
+        return Batch(self.x_l[i], self.y_l[i], self.x_u[j], j, self.x_h[h], self.y_h[h])
 
     def evaluate_all(self, diagnostics: dict[str, float]) -> dict:
-        """Evaluate EMA and raw weights on val and test; append rows; return Tune-safe metrics."""
+        """Evaluate EMA and raw weights, and the algorithm's extra models (``eval_models``, e.g.
+        "swa"), on val and test; append rows; return Tune-safe metrics (``val_error_<model>``)."""
         metrics = {}
-        for model_name, model in (("ema", self.eval_ema.model), ("raw", self.model)):
+        models = [("ema", self.eval_ema.model), ("raw", self.model), *self.algo.eval_models().items()]
+        for model_name, model in models:
             for split, x, y in (("val", self.x_val, self.y_val), ("test", self.x_test, self.y_test)):
                 err, loss = evaluate(model, x, y, self.comm)
                 if not (math.isfinite(loss)):

@@ -3,7 +3,7 @@
 Note: this package is named `datasets` on purpose and shadows Hugging Face's `datasets` inside this repo.
 """
 from .base import DatasetInfo, DatasetTensors, DatasetUnavailable, UnknownDataset
-from .protocol import VAL_PROTOCOLS, Split, SplitError, make_split, resolve_n_val, validate_request
+from .protocol import VAL_PROTOCOLS, Split, SplitError, holdout_split, make_split, resolve_n_val, validate_request
 from .registry import check_available, get_info, list_datasets, load
 
 __all__ = [
@@ -20,5 +20,6 @@ __all__ = [
     "VAL_PROTOCOLS",
     "resolve_n_val",
     "validate_request",
+    "holdout_split",
     "make_split",
 ]

@@ -127,3 +127,26 @@ def make_split(
     taken[val_a] = True
     unlabeled_a = _readonly(np.flatnonzero(~taken))
     return Split(labeled_a, val_a, unlabeled_a, split_hash(dataset, labeled_a, val_a, unlabeled_a))
+
+
+def holdout_split(y_labeled: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split labeled positions into (training, hold-out) for meta rules with a *separate* hold-out set.
+
+    Class-balanced: from each class with n_c samples, round(fraction * n_c) go to the hold-out
+    set, at least 1 and at most n_c - 1 (so every class stays in both). A function of the
+    labels, ``fraction`` and ``seed`` only (the split seed), so every algorithm sees the same
+    sets. y_labeled [N] int -> two sorted int64 arrays of positions into y_labeled.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise SplitError(f"hold-out fraction must be in (0, 1), got {fraction}")
+    y = np.asarray(y_labeled)
+    rng = np.random.default_rng([seed, zlib.crc32(b"holdout")])
+    train, hold = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        if idx.size < 2:
+            raise SplitError(f"class {int(c)} has {idx.size} labeled sample(s): a separate hold-out set needs at least 2 per class")
+        k = min(idx.size - 1, max(1, int(round(fraction * idx.size))))
+        hold.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)).astype(np.int64), np.sort(np.concatenate(hold)).astype(np.int64)

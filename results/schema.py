@@ -24,7 +24,7 @@ SCHEMA_VERSION = "1"
 
 STATUSES = ("ok", "failed", "diverged")
 SPLITS = ("val", "test")
-MODELS = ("ema", "raw")
+MODELS = ("ema", "raw", "swa")  # swa: fast-SWA average (mean_teacher fast_swa)
 
 HP_PREFIX = "hp_"
 DIAG_PREFIX = "diag_"

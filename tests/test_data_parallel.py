@@ -15,9 +15,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from algorithms import get_algorithm, list_algorithms
+from algorithms import get_algorithm, list_algorithms, list_rules
 
-ALGOS = list_algorithms()
+# Every registered algorithm, and every meta rule on Pseudo-Label and on Mean Teacher (a base
+# whose targets come from a teacher view): "2 workers == 1 worker for every rule".
+ALGOS = list_algorithms() + [f"{base}+{rule}" for rule in list_rules() for base in ("pseudo_label", "mean_teacher")]
 WORLD = 2
 # Short on purpose: LeakyReLU kinks make training chaotic at the 1e-7 level (a 1e-7 change of the
 # initial weights moves pseudo_label's weights by ~5e-5 after 10 steps and ~4e-4 after 20), so

@@ -104,3 +104,38 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
                 minus = loss_fn(_forward(model, {n: p - eps * v[n] for n, p in params.items()}, buffers, x), targets)
             return (plus - minus) / (2 * eps)
     raise ValueError(f"unknown meta-gradient method {method!r}: choose jvp or fd")
+
+
+def functional_forward(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
+                       mode: BNMode = "train") -> torch.Tensor:
+    """f_params(x) without touching the model's BatchNorm statistics (see :func:`meta_buffers`).
+
+    ``params`` maps parameter names to tensors (possibly carrying a graph, e.g. stepped
+    parameters of a virtual step); x [B, ...] -> logits [B, C].
+    """
+    with bn_mode(model, mode):
+        return _forward(model, params, meta_buffers(model, mode), x)
+
+
+def virtual_sgd_step(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float,
+                     comm=None, create_graph: bool = True) -> dict[str, torch.Tensor]:
+    """theta_1 = theta - lr * grad_theta(loss): one differentiable (virtual) SGD step.
+
+    ``params`` must require grad and ``loss`` depend on them. Under data parallelism ``loss``
+    is this worker's share of a global mean; pass ``comm`` so the step uses the global
+    gradient through a differentiable all-reduce (``Comm.all_reduce_mean_autograd``). With
+    ``create_graph`` the result stays differentiable w.r.t. ``params`` and anything ``loss``
+    depends on (imputed labels), for second-order meta-gradients (L2I exact, Meta-Gradient
+    SSL Alg. 1). Parameters the loss does not reach are returned unchanged.
+    """
+    names = list(params)
+    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True)
+    out = {}
+    for n, g in zip(names, grads):
+        if g is None:
+            out[n] = params[n]
+            continue
+        if comm is not None and comm.world_size > 1:
+            g = comm.all_reduce_mean_autograd(g)
+        out[n] = params[n] - lr * g
+    return out
