@@ -150,6 +150,14 @@ class Algorithm:
         Mean Teacher's fast-SWA average as "swa"); called on every worker at evaluation time."""
         return {}
 
+    @classmethod
+    def refuse_rule_with(cls, hp) -> str | None:
+        """Why these base hyperparameters cannot carry a meta rule (None: they can). A composed
+        algorithm's ``train_step`` is the rule's, so options living in the base's own
+        ``train_step`` would be silently dropped; such a base says so here."""
+        del hp
+        return None
+
     def holdout_batch_size(self) -> int:
         """Global size of the labeled hold-out batch the engine adds to each Batch (0: none)."""
         return 0

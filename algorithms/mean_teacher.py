@@ -127,6 +127,12 @@ class MeanTeacher(EMATeacherMixin, BaseMethod):
         targets = F.softmax(self.teacher.model(x_u_teacher), dim=1)
         return targets, torch.ones(targets.shape[0], device=targets.device, dtype=targets.dtype)
 
+    @classmethod
+    def refuse_rule_with(cls, hp) -> str | None:
+        if hp.fast_swa:
+            return "fast_swa lives in Mean Teacher's own train_step, which a meta rule replaces; switch it off"
+        return None
+
     # -- fast-SWA -------------------------------------------------------------------------
     def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict[str, float]:
         if self.swa is None:

@@ -173,3 +173,12 @@ def test_composed_hparams_parse_strictly(dummy_registered):
     assert hp.scale == 0.1 and hp.lambda_u == 2.0
     with pytest.raises(ConfigError, match="unknown"):
         parse_hparams("pseudo_label+dummy", {"bogus": 1})
+
+
+def test_base_options_a_rule_would_drop_are_refused():
+    from algorithms.mean_teacher import MeanTeacher
+
+    cls = compose(MeanTeacher, DummyRule)
+    with pytest.raises(ConfigError, match="fast_swa"):
+        cls.Hparams(fast_swa=True).validate()
+    cls.Hparams(fast_swa=False).validate()

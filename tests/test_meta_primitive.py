@@ -279,3 +279,23 @@ def test_no_grad_populated_on_plain_model():
     ref = torch.autograd.grad(losses.soft_cross_entropy(model(x), t).mean(), list(model.parameters()))
     for p, r in zip(model.parameters(), ref):
         torch.testing.assert_close(p.grad, r)
+
+
+def test_finite_differences_use_one_dropout_mask():
+    """Both perturbed forwards must draw the same dropout mask; otherwise the difference is
+    dominated by mask noise / eps. Reference: jvp under the same seed (one forward, one mask)."""
+    from torch import nn
+
+    from algorithms import losses
+    from algorithms.meta import directional_derivatives
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 3)).double()
+    x = torch.randn(8, 5, dtype=torch.float64)
+    y = torch.softmax(torch.randn(8, 3, dtype=torch.float64), 1)
+    v = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    torch.manual_seed(7)
+    fd = directional_derivatives(model, losses.soft_cross_entropy, x, y, v, "train", "fd", eps_scale=1e-4)
+    torch.manual_seed(7)
+    exact = directional_derivatives(model, losses.soft_cross_entropy, x, y, v, "train", "jvp")
+    torch.testing.assert_close(fd, exact, rtol=1e-5, atol=1e-7)

@@ -46,6 +46,9 @@ def _merged_hparams(base: type[Algorithm], rule: type[MetaRule]) -> type:
             check = getattr(part, "validate", None)
             if callable(check):
                 check()
+        reason = base.refuse_rule_with(self.split()[0])
+        if reason:
+            raise ConfigError(f"{base.name}+{rule.name}: {reason}")
 
     cls_name = f"{type(base).__name__}_{base.name}_{rule.name}_Hparams".replace("+", "_")
     merged = dataclasses.make_dataclass(cls_name, specs, namespace={"split": split, "validate": validate})

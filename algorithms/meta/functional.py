@@ -56,6 +56,23 @@ def bn_mode(model: nn.Module, mode: BNMode) -> Iterator[None]:
         model.train(was_training)
 
 
+@contextlib.contextmanager
+def same_randomness(device: torch.device) -> Iterator[Callable[[], None]]:
+    """Yields ``again()``, which rewinds the global RNG (CPU, and ``device`` if CUDA) to where it
+    stood on entry, so two forwards draw identical dropout masks; the stream then continues
+    from where the last forward left it (no draws are replayed for training)."""
+    cuda = device.type == "cuda"
+    cpu_state = torch.get_rng_state()
+    cuda_state = torch.cuda.get_rng_state(device) if cuda else None
+
+    def again() -> None:
+        torch.set_rng_state(cpu_state)
+        if cuda:
+            torch.cuda.set_rng_state(cuda_state, device)
+
+    yield again
+
+
 def _forward(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
     return functional_call(model, (params, buffers), (x,), strict=False)
 
@@ -99,8 +116,9 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
             if norm == 0.0:
                 return torch.zeros(x.shape[0], device=x.device)
             eps = eps_scale / norm
-            with torch.no_grad():
+            with torch.no_grad(), same_randomness(x.device) as again:
                 plus = loss_fn(_forward(model, {n: p + eps * v[n] for n, p in params.items()}, buffers, x), targets)
+                again()  # dropout (or shake-shake) must draw the same masks in both forwards
                 minus = loss_fn(_forward(model, {n: p - eps * v[n] for n, p in params.items()}, buffers, x), targets)
             return (plus - minus) / (2 * eps)
     raise ValueError(f"unknown meta-gradient method {method!r}: choose jvp or fd")

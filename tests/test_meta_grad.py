@@ -1,0 +1,334 @@
+"""The meta_grad rule (Meta-Gradient SSL, paper 003) against independent computations.
+
+References are written here without the rule's helpers: the first-order label gradient by a
+double backward of <grad L_l, grad sum_i l_i(y)> w.r.t. y; the exact Eq. 5-7 gradient by a
+double backward through a virtual SGD step written with plain tensors; the official code's
+finite difference by perturbing the weights by hand.
+"""
+import dataclasses
+import math
+import os
+import queue as queue_mod
+import socket
+import traceback
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from algorithms import Comm, StepInputs, TrainContext, get_algorithm
+from algorithms import losses
+from algorithms.networks import build_network
+from algorithms.rules.meta_grad import clip_and_renormalise, cross_mixup, sample_betas
+
+C = 4
+
+
+def _tanh_mlp(seed, d=5, h=7):
+    """Smooth (tanh) so finite differences converge at their textbook rate."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(d, h), nn.Tanh(), nn.Linear(h, C)).double()
+
+
+def _data(seed, b_l=6, b_u=8, d=5):
+    g = torch.Generator().manual_seed(seed)
+    x_l = torch.randn(b_l, d, generator=g, dtype=torch.float64)
+    y_l = torch.nn.functional.one_hot(torch.randint(0, C, (b_l,), generator=g), C).double()
+    x_u = torch.randn(b_u, d, generator=g, dtype=torch.float64)
+    y_u = torch.softmax(2 * torch.randn(b_u, C, generator=g, dtype=torch.float64), dim=1)
+    mask = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)[:b_u]
+    return x_l, y_l, x_u, y_u, mask
+
+
+def _rule(model, base="pseudo_label", **hp):
+    cls = get_algorithm(f"{base}+meta_grad")
+    algo = cls(model, cls.Hparams(**hp), TrainContext(num_classes=C, total_steps=100))
+    return algo.rule
+
+
+DISTANCES = {"mse": losses.softmax_squared_error, "base": losses.soft_cross_entropy}  # pseudo_label's d = CE
+
+
+def brute_first_order(model, x_l, y_l, x_u, y_u, mask, dist, alpha):
+    """-alpha d/dy_i <grad L_l, grad sum_j l_j(y_j)> by double backward. -> [b_u, C]"""
+    params = list(model.parameters())
+    v = torch.autograd.grad(losses.soft_cross_entropy(model(x_l), y_l).mean(), params)
+    y = y_u.clone().requires_grad_(True)
+    gu = torch.autograd.grad((dist(model(x_u), y) * mask).sum(), params, create_graph=True)
+    inner = sum((a * b).sum() for a, b in zip(gu, v))
+    (gy,) = torch.autograd.grad(inner, y)
+    return -alpha * gy
+
+
+def brute_exact(model, x_l, y_l, x_u, y_u, mask, dist, alpha):
+    """B_u * d/dy L_l(theta - alpha grad_theta mean_i l_i(theta, y)) (Alg. 1, Eq. 5). -> [b_u, C]"""
+    names = [n for n, _ in model.named_parameters()]
+    theta = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+    y = y_u.clone().requires_grad_(True)
+    loss_u = (dist(functional_call(model, dict(zip(names, theta)), (x_u,)), y) * mask).mean()
+    grads = torch.autograd.grad(loss_u, theta, create_graph=True)
+    theta1 = [t - alpha * g for t, g in zip(theta, grads)]
+    loss_l = losses.soft_cross_entropy(functional_call(model, dict(zip(names, theta1)), (x_l,)), y_l).mean()
+    (gy,) = torch.autograd.grad(loss_l, y)
+    return gy * x_u.shape[0]
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("loss", ["mse", "base"])
+def test_jvp_label_gradient_equals_double_backward(loss):
+    model = _tanh_mlp(0)
+    x_l, y_l, x_u, y_u, mask = _data(1)
+    rule = _rule(model, meta_grad_loss=loss, meta_grad_method="jvp", meta_grad_bn="train")
+    got = rule.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=0.3)
+    ref = brute_first_order(model, x_l, y_l, x_u, y_u, mask, DISTANCES[loss], 0.3)
+    assert ref.abs().max() > 1e-4  # not vacuous
+    assert _rel(got, ref) < 1e-5
+    assert got[mask == 0].abs().max() == 0  # masked samples carry no unlabeled loss, hence no meta-gradient
+    assert model[0].weight.grad is None
+
+
+@pytest.mark.parametrize("loss", ["mse", "base"])
+def test_central_difference_error_falls_as_eps_squared(loss):
+    model = _tanh_mlp(2)
+    x_l, y_l, x_u, y_u, mask = _data(3)
+    ref = brute_first_order(model, x_l, y_l, x_u, y_u, mask, DISTANCES[loss], 0.5)
+    scales = [1e-1, 3e-2, 1e-2]
+    errs = []
+    for s in scales:
+        rule = _rule(model, meta_grad_loss=loss, meta_grad_method="fd", meta_grad_eps_scale=s)
+        errs.append(_rel(rule.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=0.5), ref))
+    slope = np.polyfit(np.log(scales), np.log(errs), 1)[0]
+    assert 1.7 < slope < 2.3, (errs, slope)
+    assert errs[-1] < 1e-3
+
+
+@pytest.mark.parametrize("loss", ["mse", "base"])
+def test_exact_is_the_virtual_step_gradient_and_tends_to_first_order(loss):
+    model = _tanh_mlp(4)
+    x_l, y_l, x_u, y_u, mask = _data(5)
+    dist = DISTANCES[loss]
+    rule = _rule(model, meta_grad_loss=loss, meta_grad_method="exact", meta_grad_bn="train")
+    # (a) the rule's exact path equals the hand-written double backward through the virtual step
+    got = rule.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=0.5)
+    ref = brute_exact(model, x_l, y_l, x_u, y_u, mask, dist, 0.5)
+    assert _rel(got, ref) < 1e-9
+    # ... and it is not the first-order quantity at this alpha (so (a) checks the second order)
+    assert _rel(ref, brute_first_order(model, x_l, y_l, x_u, y_u, mask, dist, 0.5)) > 1e-3
+    # (b) exact = first order + O(alpha^2): the relative gap falls linearly with alpha
+    alphas = [1e-1, 1e-2, 1e-3]
+    gaps = [_rel(brute_exact(model, x_l, y_l, x_u, y_u, mask, dist, a),
+                 brute_first_order(model, x_l, y_l, x_u, y_u, mask, dist, a)) for a in alphas]
+    slope = np.polyfit(np.log(alphas), np.log(gaps), 1)[0]
+    assert 0.85 < slope < 1.15, (gaps, slope)
+    # (c) fd (first order, small eps) approaches the exact gradient as alpha -> 0
+    fd = _rule(model, meta_grad_loss=loss, meta_grad_method="fd", meta_grad_eps_scale=1e-4)
+    a = 1e-3
+    assert _rel(fd.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=a), brute_exact(model, x_l, y_l, x_u, y_u, mask, dist, a)) < 1e-2
+
+
+def test_eps_divisor_is_twice_central_and_central_is_the_official_update():
+    model = _tanh_mlp(6)
+    x_l, y_l, x_u, y_u, _ = _data(7)
+    mask = torch.ones(x_u.shape[0], dtype=torch.float64)
+    alpha = 0.2
+    central = _rule(model, meta_grad_method="fd").label_gradient(x_l, y_l, x_u, y_u, mask, alpha)
+    eps_div = _rule(model, meta_grad_method="fd", meta_grad_fd_divisor="eps").label_gradient(x_l, y_l, x_u, y_u, mask, alpha)
+    torch.testing.assert_close(eps_div, 2 * central, rtol=1e-12, atol=0)
+    # official code (OFFICIAL_CODE_NOTES.md): (softmax f(theta + eps v) - softmax f(theta - eps v)) / eps,
+    # eps = 0.01 / ||v||, weights perturbed by hand. With MSE, our central g = alpha * that.
+    params = list(model.parameters())
+    v = torch.autograd.grad(losses.hard_cross_entropy(model(x_l), y_l.argmax(1)).mean(), params)
+    eps = 0.01 / math.sqrt(sum(float((t ** 2).sum()) for t in v))
+    with torch.no_grad():
+        for p, t in zip(params, v):
+            p.add_(eps * t)
+        p_plus = torch.softmax(model(x_u), 1)
+        for p, t in zip(params, v):
+            p.sub_(2 * eps * t)
+        p_minus = torch.softmax(model(x_u), 1)
+        for p, t in zip(params, v):
+            p.add_(eps * t)
+    official = (p_plus - p_minus) / eps
+    torch.testing.assert_close(central, alpha * official, rtol=1e-9, atol=1e-12)
+
+
+def test_clip_and_renormalise():
+    y = torch.tensor([[0.5, -0.2, 0.7, 0.0],     # one negative
+                      [-1.0, -0.5, -0.1, -2.0],  # nothing left: uniform
+                      [0.1, 0.2, 0.3, 0.4],      # already a distribution: unchanged
+                      [2.0, 0.0, 0.0, 2.0]])     # positive, sum 4
+    want = torch.tensor([[0.5 / 1.2, 0.0, 0.7 / 1.2, 0.0],
+                         [0.25, 0.25, 0.25, 0.25],
+                         [0.1, 0.2, 0.3, 0.4],
+                         [0.5, 0.0, 0.0, 0.5]])
+    torch.testing.assert_close(clip_and_renormalise(y), want)
+
+
+def test_cross_mixup_pairs_i_with_i_and_lambda_is_beta():
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.randn(3, 2, 2, generator=g), torch.randn(5, 2, 2, generator=g)
+    y_l = torch.eye(4)[[0, 2, 3]]
+    y_u = torch.softmax(torch.randn(5, 4, generator=g), 1)
+    lam = torch.as_tensor(sample_betas(0.5, 5, torch.Generator().manual_seed(1)))
+    x_in, y_in = cross_mixup(x_l, y_l, x_u, y_u, lam)
+    assert x_in.shape == (5, 2, 2) and y_in.shape == (5, 4)
+    for i in range(5):  # labeled batch cycled: i mod 3
+        li = float(lam[i])
+        torch.testing.assert_close(x_in[i], li * x_l[i % 3] + (1 - li) * x_u[i])
+        torch.testing.assert_close(y_in[i], li * y_l[i % 3] + (1 - li) * y_u[i])
+    assert torch.allclose(y_in.sum(1), torch.ones(5))
+    # the same generator state gives the same draws (every worker mixes alike); a new draw differs
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    a = sample_betas(0.5, 7, g1)
+    assert np.array_equal(a, sample_betas(0.5, 7, g2)) and not np.array_equal(a, sample_betas(0.5, 7, g1))
+    # i.i.d. Beta(gamma, gamma): mean 1/2, variance 1 / (4 (2 gamma + 1))
+    for gamma in (0.3, 1.0):
+        draws = sample_betas(gamma, 200_000, torch.Generator().manual_seed(3))
+        assert abs(draws.mean() - 0.5) < 0.005
+        assert abs(draws.var() - 1 / (4 * (2 * gamma + 1))) < 0.003
+
+
+def test_rule_mixed_batch_uses_updated_pseudo_labels():
+    model = _tanh_mlp(8)
+    x_l, y_l, x_u, y_u, mask = _data(9, b_l=4, b_u=8)
+    rule = _rule(model, mixup_gamma=0.7)
+    s = StepInputs(x_l, y_l.argmax(1), x_u, y_u, mask, 1.0)
+    y_hat = torch.softmax(torch.randn(8, C, dtype=torch.float64), 1)
+    x_in, y_in, lam = rule.mixed_batch(s, y_l, y_hat)
+    lam = lam.view(-1, 1)
+    idx = torch.arange(8) % 4
+    torch.testing.assert_close(x_in, lam * x_l[idx] + (1 - lam) * x_u)
+    torch.testing.assert_close(y_in, lam * y_l[idx] + (1 - lam) * y_hat)
+    assert lam.min() > 0 and lam.max() < 1 and lam.std() > 0  # per-sample draws
+
+
+@pytest.mark.parametrize("method", ["fd", "jvp", "exact"])
+@pytest.mark.parametrize("bn", ["train", "eval"])
+def test_meta_pass_leaves_batchnorm_statistics_alone(method, bn):
+    torch.manual_seed(0)
+    model = build_network("cnn_small_bn", (1, 8, 8), C)
+    model.train()
+    g = torch.Generator().manual_seed(1)
+    x_l, x_u = torch.randn(6, 1, 8, 8, generator=g), torch.randn(8, 1, 8, 8, generator=g)
+    with torch.no_grad():  # non-trivial running statistics
+        model(torch.randn(32, 1, 8, 8, generator=g) * 3 + 1)
+    before = {k: b.clone() for k, b in model.named_buffers()}
+    rule = _rule(model, meta_grad_method=method, meta_grad_bn=bn)
+    y_l = torch.eye(C)[torch.randint(0, C, (6,), generator=g)]
+    out = rule.label_gradient(x_l, y_l, x_u, torch.softmax(torch.randn(8, C, generator=g), 1), torch.ones(8), 0.1)
+    assert torch.isfinite(out).all() and out.abs().max() > 0
+    for k, b in model.named_buffers():
+        assert torch.equal(b, before[k]), k
+    assert model.training and all(p.grad is None for p in model.parameters())
+
+
+# -- through the engine ------------------------------------------------------------------
+
+def _config(algorithm, workers=1, steps=20, **hp):
+    from bench.config import RunConfig
+
+    names = {f.name for f in dataclasses.fields(get_algorithm(algorithm).Hparams)}
+    base = {"rampup": "none", "threshold": 0.0, "ema_decay": 0.9}
+    hparams = {k: v for k, v in base.items() if k in names}
+    hparams.update(hp)
+    return RunConfig.from_dict(dict(
+        dataset="digits", algorithm=algorithm, network="cnn_small", n_labels=50, steps=steps, eval_every=steps,
+        ema_decay=0.9, batch_labeled=16, batch_unlabeled=48, optim={"lr": 0.05}, hparams=hparams, workers=workers))
+
+
+@pytest.mark.parametrize("base,method", [("pseudo_label", "fd"), ("mean_teacher", "exact")])
+def test_trains_through_engine_and_differs_from_base(tmp_path, base, method):
+    from bench.config import RunEnv
+    from bench.engine import train_run
+
+    env = RunEnv(str(tmp_path))
+    ours = train_run(_config(f"{base}+meta_grad", meta_grad_method=method), env, write=False)
+    plain = train_run(_config(base), env, write=False)
+    assert ours.status == "ok", ours.run_row["error_message"]
+    rows = [r for r in ours.eval_rows if "diag_loss" in r]
+    assert rows and all(math.isfinite(r["diag_loss"]) for r in rows)
+    assert all(r["diag_label_correction"] > 0 for r in rows)
+    diff = max(float((ours.model_state[k] - plain.model_state[k]).abs().max()) for k in plain.model_state)
+    assert diff > 1e-3
+
+
+# -- 2 workers == 1 worker (pattern of tests/test_data_parallel.py) --------------------------
+
+WORLD = 2
+DP_CASES = {"pl_exact": ("pseudo_label+meta_grad", {"meta_grad_method": "exact"}),
+            "mt_fd": ("mean_teacher+meta_grad", {"meta_grad_method": "fd"})}
+DP_STEPS = 6
+
+
+def _dp_worker(rank, port, results_dir, out):
+    try:
+        import torch.distributed as dist
+
+        from algorithms import make_comm
+        from bench.config import RunEnv
+        from bench.engine import train_run
+
+        torch.set_num_threads(1)
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(port)
+        dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+        try:
+            for key, (algo, hp) in DP_CASES.items():
+                o = train_run(_config(algo, WORLD, DP_STEPS, **hp), RunEnv(results_dir=results_dir), comm=make_comm(), write=False)
+                out.put((rank, key, o.status, o.run_row["error_message"], {k: v.numpy() for k, v in (o.model_state or {}).items()}))
+        finally:
+            dist.destroy_process_group()
+    except BaseException:
+        out.put((rank, "__error__", "failed", traceback.format_exc(), {}))
+
+
+def test_two_workers_equal_one_worker(tmp_path):
+    import torch.multiprocessing as mp
+
+    from bench.config import RunEnv
+    from bench.engine import train_run
+
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = [ctx.Process(target=_dp_worker, args=(r, port, str(tmp_path / "dp"), out), daemon=True) for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    got = {}
+    try:
+        single = {key: train_run(_config(algo, 1, DP_STEPS, **hp), RunEnv(str(tmp_path / "sp")), comm=Comm(), write=False)
+                  for key, (algo, hp) in DP_CASES.items()}
+        while len(got) < WORLD * len(DP_CASES):
+            try:
+                rank, key, status, msg, state = out.get(timeout=240)
+            except queue_mod.Empty:
+                pytest.fail(f"workers timed out; got {sorted(got)}")
+            if key == "__error__":
+                pytest.fail(f"worker {rank} crashed:\n{msg}")
+            got[(rank, key)] = (status, msg, state)
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    torch.manual_seed(0)  # the engine's initialisation (seed 0), as tests/test_data_parallel.py
+    init = build_network("cnn_small", (1, 8, 8), 10)
+    for key in DP_CASES:
+        states = []
+        for rank in range(WORLD):
+            status, msg, state = got[(rank, key)]
+            assert status == "ok", msg
+            states.append(state)
+        ref = single[key]
+        assert ref.status == "ok", ref.run_row["error_message"]
+        for k, v in ref.model_state.items():
+            np.testing.assert_array_equal(states[0][k], states[1][k], err_msg=f"{key} {k}")
+            np.testing.assert_allclose(states[0][k], v.numpy(), rtol=1e-4, atol=1e-5, err_msg=f"{key} {k}")
+        assert max(float(np.abs(ref.model_state[k].numpy() - init.state_dict()[k].numpy()).max()) for k in init.state_dict()) > 1e-3
