@@ -16,6 +16,20 @@ Choices where the paper is not explicit (recorded here and in the run's protocol
 G is the mean cross-entropy on the clean (augmented, un-mixed) labeled batch, the
 meta-objective of Eq. 3; the labeled term of the update is the cross-entropy on X_tilde,
 which the paper's convergence proof (Appendix B, Eq. 34) includes alongside L_meta.
+
+Meta-Semi + ICT (Eq. 14; Tables 1-2, 6): L = L_meta + w L_consistency with ICT's
+interpolation consistency (Verma et al. 2019) as L_consistency and w = ``ict_weight``
+(0 = off, the default: then none of the following runs and no generator draw is added).
+The teacher: ICT's is an EMA of the student's weights (decay 0.999), and Meta-Semi already
+keeps one (``self.ema``, decay 0.999 in the paper) for its pseudo-labels, so the
+pseudo-labels y_hat = softmax(f_EMA(u)) of step 1 serve as ICT's teacher predictions (same
+view u, eval mode as for the pseudo-labels; ICT's own code runs its teacher in train mode).
+On the global batch, after Meta-Semi's draws: lam3 ~ Beta(ict_alpha, ict_alpha) and a
+permutation pi, u_ict = lam3 u + (1 - lam3) u[pi], z = lam3 y_hat + (1 - lam3) y_hat[pi];
+L_consistency = mean_j ||softmax(f_theta(u_ict_j)) - z_j||^2, the squared error summed over
+classes (the suite's ``ict`` convention; ICT's w, on the class-averaged error, is C times this
+one). w is constant, as Eq. 14 writes it (ICT ramps its weight up; not done here). The
+student sees X_tilde, U_tilde and u_ict in one forward.
 """
 from __future__ import annotations
 
@@ -39,16 +53,27 @@ class MetaSemiHparams:
     """beta: MixUp's Beta(beta, beta) (the paper selects it in [0.2, 1] on validation);
     ema_decay: decay of the weight EMA that makes the pseudo-labels (0.999 in the paper;
     short budgets want less); meta_method: ``jvp`` (exact directional derivative) or ``fd``
-    (central finite difference); meta_bn: BatchNorm mode of the meta pass."""
+    (central finite difference); meta_bn: BatchNorm mode of the meta pass.
+    ict_weight: w of Eq. 14 ("Meta-Semi + ICT"), 0 = off. 002 Fig. 3 varies ICT's w among
+    ICT's recommended candidates (the values are in the figure, not in the extracted text);
+    when on, search it like the suite's ``ict`` lambda_u, [0.1, 100] log scale, same distance
+    convention (ICT's CIFAR-10 setting 100 on the class-averaged error is 10 here). Not declared
+    as a search range because the default 0 (off) lies outside it. ict_alpha: ICT's MixUp
+    Beta(alpha, alpha) (1.0 in ICT's CIFAR-10 runs, the suite's ``ict`` default; search
+    [0.1, 2.0] log as there)."""
 
     beta: float = field(default=0.5, metadata={"range": (0.1, 1.0), "scale": "linear"})
     ema_decay: float = 0.999
     meta_method: Literal["jvp", "fd"] = "jvp"
     meta_bn: Literal["train", "eval"] = "train"
+    ict_weight: float = 0.0
+    ict_alpha: float = 1.0
 
     def validate(self) -> None:
         require(self.beta > 0, "meta_semi beta must be > 0")
         require(0.0 <= self.ema_decay < 1.0, "meta_semi ema_decay must be in [0, 1)")
+        require(self.ict_weight >= 0, "meta_semi ict_weight must be >= 0")
+        require(self.ict_alpha > 0, "meta_semi ict_alpha must be > 0")
 
 
 def sign_weights(directional: torch.Tensor) -> torch.Tensor:
@@ -64,6 +89,7 @@ class MetaSemi(Algorithm):
     name = "meta_semi"
     Hparams = MetaSemiHparams
     description = "Meta-Semi: keep pseudo-labeled samples whose meta-gradient is <= 0"
+    not_composable_because = "it is already a meta method; compose a base with the meta_semi rule instead (e.g. pseudo_label+meta_semi)"
 
     def __init__(self, model, hp, ctx) -> None:
         super().__init__(model, hp, ctx)
@@ -75,6 +101,11 @@ class MetaSemi(Algorithm):
         Returns (x_l [B_l, ...], y_onehot [B_l, C], x_mix [B_l, ...], y_mix [B_l, C],
         u_mix [B_l + B_u, ...], u_targets [B_l + B_u, C]), identical on every worker.
         """
+        return self._draws(batch)[:6]
+
+    def _draws(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """:meth:`mixed_batches`' six tensors, then the augmented unlabeled batch u [B_u, ...]
+        and its pseudo-labels y_hat [B_u, C] (also ICT's teacher predictions)."""
         comm, g, c = self.ctx.comm, self.ctx.generator, self.ctx.num_classes
         x_l = self.ctx.augment(batch.x_l, g)
         x_u = self.ctx.augment(batch.x_u, g)
@@ -84,11 +115,21 @@ class MetaSemi(Algorithm):
             y_hat = comm.all_gather(F.softmax(self.ema.model(comm.shard(x_u)), dim=1))
         x_mix, y_mix, _, _ = mixup(x_l, y_l, self.hp.beta, g)
         u_mix, u_targets, _, _ = mixup(torch.cat([x_l, x_u]), torch.cat([y_l, y_hat]), self.hp.beta, g)
-        return x_l, y_l, x_mix, y_mix, u_mix, u_targets
+        return x_l, y_l, x_mix, y_mix, u_mix, u_targets, x_u, y_hat
+
+    def ict_batch(self, x_u: torch.Tensor, y_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """ICT's mixed inputs and targets on the global batch, drawn from the shared generator:
+        x_u [B_u, ...], y_hat [B_u, C] -> (u_ict [B_u, ...], z [B_u, C])."""
+        u_ict, z, _, _ = mixup(x_u, y_hat, self.hp.ict_alpha, self.ctx.generator)
+        return u_ict, z
 
     def loss_terms(self, batch: Batch, step: int) -> LossTerms:
         comm = self.ctx.comm
-        x_l, y_l, x_mix, y_mix, u_mix, u_targets = (comm.shard(t) for t in self.mixed_batches(batch))
+        draws = self._draws(batch)
+        ict_on = self.hp.ict_weight > 0
+        if ict_on:  # only then, so a default run's generator draws and forward are those without ICT
+            u_ict, z_ict = (comm.shard(t) for t in self.ict_batch(draws[6], draws[7]))
+        x_l, y_l, x_mix, y_mix, u_mix, u_targets = (comm.shard(t) for t in draws[:6])
         # v = grad G(X, theta), averaged over workers so every shard is weighed against the global direction.
         v = loss_gradient(self.model, losses.soft_cross_entropy, x_l, y_l, self.hp.meta_bn)
         v = {n: comm.all_reduce_mean(t) for n, t in v.items()}
@@ -97,12 +138,18 @@ class MetaSemi(Algorithm):
         w = sign_weights(d)
         kept_global = comm.all_reduce_sum(w.sum())
         n_global = w.shape[0] * comm.world_size
-        logits = self.model(torch.cat([x_mix, u_mix]))
-        loss_l = losses.soft_cross_entropy(logits[: x_mix.shape[0]], y_mix).mean()
-        per_u = losses.soft_cross_entropy(logits[x_mix.shape[0]:], u_targets)
+        n_l, n_um = x_mix.shape[0], u_mix.shape[0]
+        logits = self.model(torch.cat([x_mix, u_mix, u_ict] if ict_on else [x_mix, u_mix]))
+        loss_l = losses.soft_cross_entropy(logits[:n_l], y_mix).mean()
+        per_u = losses.soft_cross_entropy(logits[n_l:n_l + n_um], u_targets)
         # sum_j w_j L_j / sum_j w_j over the global batch, as this worker's share of a mean over workers.
         loss_u = (w * per_u).sum() * comm.world_size / kept_global.clamp(min=1.0)
-        return LossTerms(loss_l, loss_u, 1.0, {"kept_fraction": float(kept_global) / n_global})
+        diag = {"kept_fraction": float(kept_global) / n_global}
+        if ict_on:  # Eq. 14: L_meta + w L_consistency
+            loss_ict = losses.softmax_squared_error(logits[n_l + n_um:], z_ict).mean()
+            diag.update(loss_meta=float(loss_u.detach()), loss_ict=float(loss_ict.detach()))
+            loss_u = loss_u + self.hp.ict_weight * loss_ict
+        return LossTerms(loss_l, loss_u, 1.0, diag)
 
     def after_step(self, step: int) -> None:
         self.ema.update(self.model)

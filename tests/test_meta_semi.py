@@ -179,3 +179,83 @@ def test_train_step_updates_ema_and_leaves_no_nan():
     for n, p in algo.ema.model.named_parameters():
         torch.testing.assert_close(p, d * ema_before[n] + (1 - d) * dict(model.named_parameters())[n].detach())
     assert any(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+# -- Meta-Semi + ICT (002 Eq. 14) ---------------------------------------------------------------
+def _setup_ict(seed, ict_weight, ict_alpha=1.0):
+    """As _setup, with the ICT term, and the student moved away from its EMA teacher (a copy of
+    the initial weights, returned) so that teacher and student predictions differ."""
+    torch.manual_seed(seed)
+    model = build_network("cnn_small", SHAPE, C).double()
+    g = torch.Generator().manual_seed(seed + 100)
+    batch = Batch(torch.randn(B_L, *SHAPE, generator=g, dtype=torch.float64), torch.randint(0, C, (B_L,), generator=g),
+                  torch.randn(B_U, *SHAPE, generator=g, dtype=torch.float64))
+    ctx = TrainContext(C, 100, generator=torch.Generator().manual_seed(seed + 200))
+    hp = parse_hparams("meta_semi", {"beta": 0.5, "ema_decay": 0.9, "ict_weight": ict_weight, "ict_alpha": ict_alpha})
+    algo = MetaSemi(model, hp, ctx)
+    teacher = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return algo, batch, teacher
+
+
+def test_ict_term_equals_hand_computed_ict_loss():
+    w_ict = 2.5
+    algo, batch, teacher = _setup_ict(7, w_ict, ict_alpha=0.7)
+    seen = []
+    hook = algo.model.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach()))
+    (x_l, y1h, x_mix, y_mix, u_mix, u_t), terms = _run_loss_terms(algo, batch)
+    hook.remove()
+    n_all = B_L + (B_L + B_U) + B_U
+    (student_in,) = [x for x in seen if x.shape[0] == n_all]
+    torch.testing.assert_close(student_in[:B_L + B_L + B_U], torch.cat([x_mix, u_mix]))
+    u_ict = student_in[B_L + B_L + B_U:]
+    lam3, perm3 = _solve_mixup(u_ict, batch.x_u)  # identity augmentation: u is the batch itself
+    assert 0.0 < lam3 < 1.0 and sorted(perm3.tolist()) == list(range(B_U))
+    with torch.no_grad():
+        y_hat = torch.softmax(teacher(batch.x_u), dim=1)  # the EMA teacher (not the moved student)
+        z = lam3 * y_hat + (1 - lam3) * y_hat[perm3]
+        hand_ict = ((torch.softmax(algo.model(u_ict), dim=1) - z) ** 2).sum(1).mean()
+    w = (_virtual_steps_meta_gradient(algo.model, x_l, y1h, u_mix, u_t, 0.1) <= 0).double()
+    L = _hand_ce(algo.model, u_mix, u_t)
+    l_meta = float((w * L).sum() / w.sum())
+    assert terms.diagnostics["loss_ict"] == pytest.approx(float(hand_ict), rel=1e-9)
+    assert terms.diagnostics["loss_meta"] == pytest.approx(l_meta, rel=1e-9)
+    assert float(terms.unlabeled.detach()) == pytest.approx(l_meta + w_ict * float(hand_ict), rel=1e-9)
+    assert float(hand_ict) > 1e-4, "teacher and student differ, so the term is not trivially 0"
+    assert float(terms.labeled.detach()) == pytest.approx(float(_hand_ce(algo.model, x_mix, y_mix).mean()), rel=1e-9)
+
+
+def test_ict_off_leaves_generator_and_step_unchanged():
+    """ict_weight = 0: no extra generator draw, ict_alpha irrelevant, diagnostics as before."""
+    results = []
+    for ict_alpha in (1.0, 0.3):
+        algo, batch, _ = _setup_ict(8, 0.0, ict_alpha)
+        state = algo.ctx.generator.get_state()
+        algo.mixed_batches(batch)
+        after_draws = algo.ctx.generator.get_state()
+        algo.ctx.generator.set_state(state)
+        stepper = Stepper(algo.model, torch.optim.SGD(algo.model.parameters(), lr=0.05), None, algo.ctx.comm)
+        diag = algo.train_step(batch, 0, stepper)
+        assert torch.equal(algo.ctx.generator.get_state(), after_draws)
+        assert set(diag) == {"loss", "loss_labeled", "loss_unlabeled", "unlabeled_weight", "kept_fraction"}
+        results.append([p.detach().clone() for p in algo.model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+    # with the term on, the generator moves further (ICT's own lam and permutation)
+    algo, batch, _ = _setup_ict(8, 1.0)
+    state = algo.ctx.generator.get_state()
+    algo.mixed_batches(batch)
+    after_draws = algo.ctx.generator.get_state()
+    algo.ctx.generator.set_state(state)
+    algo.loss_terms(batch, 0)
+    assert not torch.equal(algo.ctx.generator.get_state(), after_draws)
+
+
+def test_ict_hparams_are_validated():
+    from algorithms import ConfigError
+
+    with pytest.raises(ConfigError):
+        parse_hparams("meta_semi", {"ict_weight": -1.0})
+    with pytest.raises(ConfigError):
+        parse_hparams("meta_semi", {"ict_alpha": 0.0})
