@@ -1,0 +1,76 @@
+"""Suites: the full suite's paper protocols and the quick suite's coverage."""
+from __future__ import annotations
+
+import re
+
+from algorithms import list_algorithms
+from algorithms.networks import list_networks
+
+import datasets
+from bench import presets
+from bench.run import main
+from bench.suites import PROTOCOLS, SUITES, expand, protocols_of
+
+_RULE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _is_registered_or_composition(name: str) -> bool:
+    if name in list_algorithms():
+        return True
+    base, plus, rule = name.partition("+")
+    return bool(plus) and base in list_algorithms() and bool(_RULE.match(rule))
+
+
+def test_protocols_name_only_registered_methods_or_base_plus_rule():
+    for pname, p in PROTOCOLS.items():
+        for m in p.methods:
+            assert _is_registered_or_composition(m), f"{pname}: {m!r} is neither registered nor BASE+RULE"
+
+
+def test_the_check_itself_rejects_bad_names():
+    assert not _is_registered_or_composition("l2i")  # a bare rule is not a method
+    assert not _is_registered_or_composition("nope+l2i_o")  # unknown base
+    assert not _is_registered_or_composition("mean_teacher+")
+    assert _is_registered_or_composition("mean_teacher+l2i_o")
+
+
+def test_protocols_point_at_real_datasets_networks_labels_and_presets():
+    for pname, p in PROTOCOLS.items():
+        assert p.network in list_networks(), pname
+        assert p.preset is None or p.preset in presets.preset_names(), pname
+        for d, counts in p.labels.items():
+            info = datasets.get_info(d)
+            for n in counts:
+                assert n % info.num_classes == 0, f"{pname}: {n} labels are not class-balanced on {d}"
+        # Where a protocol names a preset family, each of its registered methods has one of its datasets covered.
+        if p.preset:
+            for m in p.methods:
+                if m in list_algorithms():
+                    assert any(presets.find(p.preset, m, d) for d in p.labels), f"{pname}: no {p.preset} preset for {m}"
+
+
+def test_full_suite_runs_registered_algorithms_only_and_lists_protocol_membership():
+    runs = expand(SUITES["full"], seeds=1)
+    assert {c.algorithm for c in runs} == set(list_algorithms())
+    described = SUITES["full"].description
+    assert all(name in described for name in PROTOCOLS)
+    # Membership is the inverse of the table, computed here by hand for two methods.
+    assert protocols_of("meta_semi") == ["meta_semi_table1", "meta_semi_table2", "meta_semi_table3", "meta_semi_table4"]
+    assert protocols_of("fixmatch") == ["l2i_table2"]
+
+
+def test_list_prints_every_protocol_and_method(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name, p in PROTOCOLS.items():
+        line = next(line for line in out.splitlines() if line.strip().startswith(name + ":"))
+        assert all(m in line for m in p.methods)
+    assert "mean_teacher+l2i_o*" in out  # not registered yet: marked
+
+
+def test_quick_suite_keeps_every_algorithm_on_both_toy_datasets():
+    runs = expand(SUITES["quick"])
+    pairs = {(c.dataset, c.algorithm) for c in runs}
+    assert pairs == {(d, a) for d in ("two_circles", "digits") for a in list_algorithms()}
+    for c in runs:
+        c.resolved()  # toy hyperparameters use real field names
