@@ -68,4 +68,4 @@ class FixMatch(BaseMethod):
         logits_l, logits_weak, logits_strong = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
         targets, mask = self.impute(None, logits_weak.detach())
         return StepInputs(x_l, y_l, x_u_strong, targets.detach(), mask.detach(), self.unlabeled_weight(step),
-                          logits_l, logits_strong)
+                          logits_l, logits_strong, x_u_impute=x_u_weak)

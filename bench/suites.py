@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from algorithms import list_algorithms
+from algorithms import list_algorithms, list_compositions
 
 from .config import OptimConfig, RunConfig
 
@@ -39,6 +39,9 @@ class Suite:
     recipes: tuple[Recipe, ...]
     seeds: int
     algorithms: tuple[str, ...] | None = None  # None: every registered algorithm
+    #: BASE+RULE runs added when no --algorithms is given, at ``composition_budget`` x each recipe's steps
+    compositions: tuple[str, ...] = ()
+    composition_budget: float = 1.0
 
 
 # two_circles (radii 0.5 and 1, noise 0.1, 400 steps). Chosen on the validation error (mean of 6 seeds, 50 val points
@@ -117,8 +120,10 @@ PROTOCOLS: dict[str, Protocol] = {
     "meta_semi_table1": Protocol(
         "002 Meta-Semi", "Table 1", {"cifar10": (1000, 2000, 4000), "cifar100": (4000, 10000)}, "cnn13",
         ("supervised", "supervised_mixup", "pi_model", "temporal_ensembling", "mean_teacher", "vat", "ict",
-         "meta_semi", "meta_semi+l2rw"), "paper_cnn13",
-        "SNTG, MT + fast-SWA and Meta-Semi + ICT rows are not implemented; L2RW is 002's SSL adaptation"),
+         "meta_semi", "pseudo_label+l2rw"), "paper_cnn13",
+        "SNTG is not implemented; MT + fast-SWA is mean_teacher with fast_swa, Meta-Semi + ICT is meta_semi with "
+        "ict_weight > 0 (002 Eq. 14); 002 applies L2RW's weights to Meta-Semi's EMA pseudo-labels with MixUp, "
+        "here the l2rw rule acts on Pseudo-Label"),
     "meta_semi_table2": Protocol(
         "002 Meta-Semi", "Table 2", {"cifar10": (250, 500, 1000, 2000, 4000), "cifar100": (10000,)}, "wrn28_2",
         ("mean_teacher", "vat", "mixmatch", "meta_semi"), "paper", "WRN-28 is WRN-28-2 (002 App. D)"),
@@ -166,24 +171,33 @@ def protocol_listing() -> str:
         lines.append(f"  {name}: {p.paper} {p.table}: {data}, {p.network}, preset {p.preset or '-'}: "
                      + ", ".join(p.methods))
     methods = sorted({m for p in PROTOCOLS.values() for m in p.methods})
-    registered = set(list_algorithms())
+    registered = set(list_algorithms()) | set(list_compositions())
     lines.append("methods -> protocols (* = not registered yet, not run by the full suite):")
     width = max(map(len, methods)) + 1
     lines += [f"  {(m if m in registered else m + '*').ljust(width)} {', '.join(protocols_of(m))}" for m in methods]
     return "\n".join(lines)
 
 
+_QUICK_RULES = ("l2i_o", "l2i_l", "meta_semi", "l2rw", "meta_grad")
+
 SUITES: dict[str, Suite] = {
     "smoke": Suite("smoke", "seconds: two_circles and digits, tiny budgets, 1 seed (for tests)",
                    (dataclasses.replace(TWO_CIRCLES, steps=100, eval_every=50),
                     dataclasses.replace(DIGITS, steps=150, eval_every=50, batch_labeled=16, batch_unlabeled=48,
                                         ema_decay=0.9, hparams=_SMOKE_HP)), seeds=1),
-    "quick": Suite("quick", "offline data (two_circles, digits), every algorithm, 2 seeds; under 10 minutes on 2 CPU cores",
-                   (TWO_CIRCLES, DIGITS), seeds=2),
+    "quick": Suite("quick", "offline data (two_circles, digits), every algorithm and every meta rule on Pseudo-Label "
+                            "(rules at half the budget), 2 seeds; under 10 minutes on 2 CPU cores",
+                   (TWO_CIRCLES, dataclasses.replace(DIGITS, steps=600, protocol_notes=DIGITS.protocol_notes.replace(
+                       "1k steps", "600 steps (quick budget)"))), seeds=2,
+                   compositions=tuple(f"pseudo_label+{r}" for r in _QUICK_RULES), composition_budget=0.5),
+    "toy": Suite("toy", "paper 000 Fig. 1: two circles, 50 labels, SL / PL / PL+L2I (model output) / PL+L2I "
+                        "(learnable labels), 3 seeds", (TWO_CIRCLES,), seeds=3,
+                 algorithms=("supervised", "pseudo_label"), compositions=("pseudo_label+l2i_o", "pseudo_label+l2i_l")),
     "full": Suite("full", "the papers' protocols on CIFAR-10/100, SVHN, STL-10 (needs the data and GPUs); every "
                           "registered algorithm; protocols " + ", ".join(PROTOCOLS) + " (bench.run --list: who is in which; "
                           "--preset paper / paper_cnn13 for their hyperparameters)",
-                  (CIFAR10, CIFAR100, SVHN, STL10), seeds=5),
+                  (CIFAR10, CIFAR100, SVHN, STL10), seeds=5,
+                  compositions=tuple(sorted({m for p in PROTOCOLS.values() for m in p.methods if "+" in m}))),
 }
 
 
@@ -200,24 +214,31 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
     if datasets:
         by_name = {r.dataset: r for r in recipes}
         recipes = [by_name.get(d) or RECIPES[d] for d in datasets]
-    algos = algorithms or list(suite.algorithms or list_algorithms())
+    # (algorithm, fraction of the recipe's budget)
+    algos = [(a, 1.0) for a in algorithms] if algorithms else (
+        [(a, 1.0) for a in (suite.algorithms or list_algorithms())]
+        + [(c, suite.composition_budget) for c in suite.compositions])
     n_seeds = seeds if seeds is not None else suite.seeds
     configs = []
     for r in recipes:
         for n_labels in (labels or r.labels):
-            for algo in algos:
+            for algo, fraction in algos:
+                run_steps = steps if steps is not None else max(1, round(r.steps * fraction))
+                # a composition inherits its base's recipe hyperparameters (e.g. the toy threshold)
+                hp = {**r.hparams.get(algo.partition("+")[0], {}), **r.hparams.get(algo, {})}
                 for seed in range(n_seeds):
                     notes = r.protocol_notes
                     if steps is not None and steps != r.steps:
                         notes += f"; budget overridden to {steps} steps"
+                    elif run_steps != r.steps:
+                        notes += f"; {run_steps} steps ({fraction:g} of the recipe's budget, as the suite runs meta rules)"
                     if network is not None and network != r.network:
                         notes += f"; network overridden to {network}"
                     configs.append(RunConfig.from_dict(dict(
                         dataset=r.dataset, algorithm=algo, network=network or r.network, n_labels=n_labels,
-                        steps=steps if steps is not None else r.steps, seed=seed,
-                        split_seed=seed if split_seed is None else split_seed,
-                        eval_every=min(r.eval_every, steps) if steps is not None else r.eval_every,
+                        steps=run_steps, seed=seed, split_seed=seed if split_seed is None else split_seed,
+                        eval_every=min(r.eval_every, run_steps),
                         batch_labeled=r.batch_labeled, batch_unlabeled=r.batch_unlabeled, val_protocol=val_protocol,
-                        ema_decay=r.ema_decay, optim=r.optim, hparams=dict(r.hparams.get(algo, {})), workers=workers,
+                        ema_decay=r.ema_decay, optim=r.optim, hparams=hp, workers=workers,
                         suite=suite.name, protocol_notes=notes)))
     return configs

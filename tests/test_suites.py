@@ -15,7 +15,9 @@ _RULE = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def _is_registered_or_composition(name: str) -> bool:
-    if name in list_algorithms():
+    from algorithms import list_compositions
+
+    if name in list_algorithms() or name in list_compositions():
         return True
     base, plus, rule = name.partition("+")
     return bool(plus) and base in list_algorithms() and bool(_RULE.match(rule))
@@ -50,8 +52,12 @@ def test_protocols_point_at_real_datasets_networks_labels_and_presets():
 
 
 def test_full_suite_runs_registered_algorithms_only_and_lists_protocol_membership():
+    from algorithms import list_compositions
+
     runs = expand(SUITES["full"], seeds=1)
-    assert {c.algorithm for c in runs} == set(list_algorithms())
+    protocol_pairs = {m for p in PROTOCOLS.values() for m in p.methods if "+" in m}
+    assert protocol_pairs <= set(list_compositions())  # every composition a protocol names exists now
+    assert {c.algorithm for c in runs} == set(list_algorithms()) | protocol_pairs
     described = SUITES["full"].description
     assert all(name in described for name in PROTOCOLS)
     # Membership is the inverse of the table, computed here by hand for two methods.
@@ -65,12 +71,28 @@ def test_list_prints_every_protocol_and_method(capsys):
     for name, p in PROTOCOLS.items():
         line = next(line for line in out.splitlines() if line.strip().startswith(name + ":"))
         assert all(m in line for m in p.methods)
-    assert "mean_teacher+l2i_o*" in out  # not registered yet: marked
+    assert "mean_teacher+l2i_o*" not in out  # registered now: not marked
 
 
-def test_quick_suite_keeps_every_algorithm_on_both_toy_datasets():
+def test_quick_suite_keeps_every_algorithm_and_every_rule_on_both_toy_datasets():
+    from algorithms import list_rules
+
     runs = expand(SUITES["quick"])
     pairs = {(c.dataset, c.algorithm) for c in runs}
-    assert pairs == {(d, a) for d in ("two_circles", "digits") for a in list_algorithms()}
+    expected = list_algorithms() + [f"pseudo_label+{r}" for r in list_rules()]
+    assert pairs == {(d, a) for d in ("two_circles", "digits") for a in expected}
+    steps = {(c.dataset, c.algorithm): c.steps for c in runs}
+    for d in ("two_circles", "digits"):  # rules run at half the budget, and say so
+        assert steps[(d, "pseudo_label+l2i_o")] * 2 == steps[(d, "pseudo_label")]
+    assert all("half" in c.protocol_notes or "0.5 of" in c.protocol_notes for c in runs if "+" in c.algorithm)
     for c in runs:
         c.resolved()  # toy hyperparameters use real field names
+        if c.algorithm.startswith("pseudo_label") and c.dataset == "two_circles":
+            assert c.hparams["threshold"] == 0.0  # compositions inherit their base's recipe hyperparameters
+
+
+def test_toy_suite_is_paper_000_figure_1():
+    runs = expand(SUITES["toy"])
+    assert {c.algorithm for c in runs} == {"supervised", "pseudo_label", "pseudo_label+l2i_o", "pseudo_label+l2i_l"}
+    assert {c.dataset for c in runs} == {"two_circles"} and {c.n_labels for c in runs} == {50}
+    assert {c.network for c in runs} == {"mlp_2_4_2"} and {c.seed for c in runs} == {0, 1, 2}

@@ -1,0 +1,166 @@
+"""L2I-L: Learning to Impute with the imputed labels as learnable parameters (000 option 1,
+Alg. 1; 001 Appendix B Eq. 10-11 and 14-15, Tables 9-10).
+
+One iteration:
+
+1. the base's own step on C_T + lambda C_U -> theta_hat (000 Alg. 1, first update);
+2. labels z initialised at theta_hat (``l2i_label_init``): ``output`` = softmax of the
+   student on the imputer's view (000 Alg. 1 "re-estimate Z with the updated model"; the
+   official code's logits from f(u2)), or ``psi`` = the base's own targets from step 1;
+3. one label step z <- z - eta_z * B_u * dC_H(theta*(z))/dz with
+   theta* = theta_hat - eta_theta * grad_theta(inner loss at z) (000 Eq. 6, 001 Eq. 10);
+   B_u (the global unlabeled batch) makes eta_z act on the per-sample meta-gradient, the
+   quantity the papers' summed losses give, so eta_z does not depend on the batch size.
+   The corrected rows are projected back onto the simplex (clamp at 0, renormalise; a row
+   that would vanish keeps its old value): cross-entropy with negative targets is unbounded
+   below (the official code updates logits instead, which stay valid by construction);
+4. a second optimizer step on ``l2i_label_weight`` * C_U(corrected z) with the base's
+   distance and mask (000 Alg. 1; official: MSE with weight 1, no ramp).
+
+``l2i_l_method``: ``exact`` (second order through the virtual step, the definition) or the
+first-order variants ``jvp`` / ``fd``. At first order (grad C_H evaluated at theta_hat
+instead of theta*), with v = grad_theta C_H(theta_hat) (global),
+
+    dC_H/dz_j ~= -K eta d/dz_j <v, grad_theta C_U(theta, z)>
+              = -K eta (w m_j / B_u) (d^2 d / dz dl)(l_j, z_j) (J_j v),
+
+where l_j = f_theta(x_j), J_j v the directional derivative of sample j's logits along v:
+one call of the shared primitive ``directional_derivatives`` (with the logits as the
+"per-sample loss", jvp or finite differences) plus a [b_u, C]-sized double backward
+through the distance only. C_T drops out (it does not depend on z).
+
+The lr schedule advances once per iteration (the first step runs with it paused); the base's
+``after_step`` (teacher EMA) runs once, after the label step.
+
+Diagnostics: holdout_loss_before / holdout_loss_after (C_H at theta_hat and after the label
+step), holdout_loss_virtual (C_H(theta*), exact only), label_correction (mean over samples of
+the L1 size of the change of z), meta_grad_norm (norm of the global dC_H/dz).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+from .. import losses
+from ..base import Batch, StepInputs
+from ..hparams import require
+from ..meta.functional import directional_derivatives, functional_forward, loss_gradient, parameters_of
+from ..meta.rule import MetaRule, register_rule
+from ._l2i_common import L2ICommonHparams, L2IStep, label_meta_gradient
+
+
+@dataclass
+class L2ILHparams(L2ICommonHparams):
+    """L2I-L (000 option 1; 001 Eq. 10/14, Tables 9-10; official code: k = 100, label lr 1.0,
+    label-step weight 1). l2i_l_method: ``exact`` (second order), ``jvp`` or ``fd`` (first
+    order through the shared directional-derivative primitive); l2i_label_lr: eta_z, the step
+    on the per-sample meta-gradient B_u dC_H/dz; l2i_label_init: ``output`` (student softmax
+    on the imputer's view at the updated weights) or ``psi`` (the base's targets);
+    l2i_label_weight: weight of the corrected-label step's C_U (no ramp)."""
+
+    l2i_inner_lr_scale: float = field(default=100.0, metadata={"range": (1.0, 1000.0), "scale": "log"})
+    l2i_l_method: Literal["exact", "jvp", "fd"] = "exact"
+    l2i_label_lr: float = field(default=1.0, metadata={"range": (0.01, 100.0), "scale": "log"})
+    l2i_label_init: Literal["output", "psi"] = "output"
+    l2i_label_weight: float = field(default=1.0, metadata={"range": (0.1, 100.0), "scale": "log"})
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.l2i_label_lr >= 0, "l2i_label_lr must be >= 0")
+        require(self.l2i_label_weight >= 0, "l2i_label_weight must be >= 0")
+
+
+def project_rows(z_new: torch.Tensor, z_old: torch.Tensor) -> torch.Tensor:
+    """Clamp at 0 and renormalise each row [b, C]; rows whose mass vanishes keep ``z_old``."""
+    z = z_new.clamp(min=0.0)
+    total = z.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, z / total.clamp(min=1e-30), z_old)
+
+
+@register_rule
+class L2IL(MetaRule):
+    """Labels corrected by one step on the hold-out meta-gradient, then trained on."""
+
+    name = "l2i_l"
+    Hparams = L2ILHparams
+    description = "L2I-L: imputed labels corrected by the hold-out meta-gradient, then trained on"
+
+    def __init__(self, algo, hp) -> None:
+        super().__init__(algo, hp)
+        self.core = L2IStep(algo, hp)
+
+    def holdout_batch_size(self) -> int:
+        return self.hp.holdout_batch
+
+    def holdout_mode(self):
+        return self.hp.holdout
+
+    def holdout_fraction(self) -> float:
+        return self.hp.holdout_fraction
+
+    def initial_labels(self, s: StepInputs) -> torch.Tensor:
+        """z before correction [b_u, C] (detached)."""
+        if self.hp.l2i_label_init == "psi":
+            return s.targets.detach()
+        with torch.no_grad():
+            return self.core.model_output(s)(parameters_of(self.algo.model))
+
+    def first_order_label_gradient(self, s: StepInputs, z: torch.Tensor, x_h: torch.Tensor, y_h: torch.Tensor,
+                                   inner_lr: float) -> torch.Tensor:
+        """-K eta d/dz <v, grad_theta(w C_U(theta, z))>, v = grad C_H(theta) averaged over
+        workers; this worker's share (W * the global derivative, like the exact path)."""
+        model, mode, comm = self.algo.model, self.hp.l2i_bn, self.core.comm
+        v = loss_gradient(model, losses.hard_cross_entropy, x_h, y_h, mode)
+        v = {n: comm.all_reduce_mean(t) for n, t in v.items()}
+        # J_j v for every unlabeled sample: the primitive with the logits as the per-sample quantity -> [b_u, C]
+        jv = directional_derivatives(model, lambda logits, t: logits, s.x_u, s.targets, v, mode, self.hp.l2i_l_method)
+        with torch.no_grad():
+            logits_u = functional_forward(model, parameters_of(model), s.x_u, mode)
+        zz = z.detach().requires_grad_(True)
+        l_u = logits_u.detach().requires_grad_(True)
+        (dl,) = torch.autograd.grad(self.algo.unlabeled_losses(l_u, s, targets=zz).sum(), l_u, create_graph=True)
+        inner = (dl * jv).sum() / z.shape[0]  # d/d eps of this worker's mean C_U along v
+        (g,) = torch.autograd.grad(inner, zz, allow_unused=True)
+        if g is None:
+            return torch.zeros_like(z)
+        return -self.hp.l2i_inner_steps * inner_lr * self.core.inner_weight(s) * g.detach()
+
+    def label_gradient(self, s: StepInputs, z: torch.Tensor, x_h: torch.Tensor, y_h: torch.Tensor,
+                       inner_lr: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Global dC_H(theta*(z))/dz for this worker's rows of z [b_u, C], and C_H(theta*)
+        (None at first order)."""
+        core, world = self.core, self.core.comm.world_size
+        if self.hp.l2i_l_method == "exact":
+            g, c_h = label_meta_gradient(parameters_of(self.algo.model), z, core.inner_loss(s),
+                                         core.holdout_loss(x_h, y_h), inner_lr, self.hp.l2i_inner_steps, comm=core.comm)
+        else:
+            g, c_h = self.first_order_label_gradient(s, z, x_h, y_h, inner_lr), None
+        return g / world, c_h
+
+    def corrected_labels(self, s: StepInputs, x_h: torch.Tensor, y_h: torch.Tensor, inner_lr: float
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(z before [b_u, C], z after, global dC_H/dz, C_H(theta*) or None)."""
+        z0 = self.initial_labels(s)
+        g, c_h = self.label_gradient(s, z0, x_h, y_h, inner_lr)
+        b_u_global = z0.shape[0] * self.core.comm.world_size
+        z1 = project_rows(z0 - self.hp.l2i_label_lr * b_u_global * g, z0)
+        return z0, z1, g, c_h
+
+    def train_step(self, batch: Batch, step: int, stepper) -> dict[str, float]:
+        core, comm = self.core, self.core.comm
+        s, out = core.base_step(batch, step, stepper)
+        x_h, y_h = core.holdout_views(batch)
+        out["holdout_loss_before"] = core.holdout_value(x_h, y_h)
+        z0, z1, g, c_h = self.corrected_labels(s, x_h, y_h, self.hp.l2i_inner_lr_scale * stepper.lr)
+        loss = self.hp.l2i_label_weight * self.algo.unlabeled_losses(self.algo.model(s.x_u), s, targets=z1).mean()
+        stepper.step(loss)
+        out["loss_label_step"] = float(comm.all_reduce_mean(loss.detach()))
+        out["label_correction"] = float(comm.all_reduce_mean((z1 - z0).abs().sum(dim=1).mean()))
+        out["meta_grad_norm"] = float(torch.sqrt(comm.all_reduce_sum((g.double() ** 2).sum())))
+        if c_h is not None:
+            out["holdout_loss_virtual"] = float(comm.all_reduce_mean(c_h))
+        out["holdout_loss_after"] = core.holdout_value(x_h, y_h)
+        self.algo.after_step(step)
+        return out

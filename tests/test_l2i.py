@@ -1,0 +1,383 @@
+"""L2I rules (l2i_o, l2i_l) against independent computations.
+
+Oracles: 001 Appendix B closed forms for a one-layer network (Eq. 9, 11: classification;
+Eq. 13, 15: regression); a double backward through a hand-written forward and virtual step
+with the imputer's parameters as a separate copy (OPT2's theta vs theta'); 001 Eq. 6 from
+features by hand; finite differences of C_H(theta*(z)) in float64.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from algorithms import Batch, TrainContext, get_algorithm
+from algorithms.networks import build_network
+from algorithms.networks.mlp import MLP242
+from algorithms.rules._l2i_common import label_meta_gradient, pull_back
+from algorithms.rules.l2i_l import project_rows
+from bench.config import RunConfig, RunEnv
+from bench.engine import train_run
+
+D, C, H = 4, 3, 5
+SLOPE = 0.1
+
+
+# -- 1. closed forms of 001 Appendix B (one-layer network, sums over samples, lambda = 1) -------
+def _one_layer_data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    theta = 0.5 * r(D)
+    x_t, x_u, x_h, noise = r(6, D), r(4, D), r(5, D), 0.3 * r(4, D)
+    return g, theta, x_t, x_u, x_h, noise
+
+
+def test_closed_forms_binary_classification_eq9_eq11():
+    g, theta, x_t, x_u, x_h, noise = _one_layer_data()
+    y_t = torch.randint(0, 2, (6,), generator=g).double()
+    y_h = torch.randint(0, 2, (5,), generator=g).double()
+    eta = 0.3
+    sig = torch.sigmoid
+
+    def bce(p, t):  # sum over samples, soft targets allowed
+        return -(t * torch.log(p) + (1 - t) * torch.log(1 - p)).sum()
+
+    inner = lambda p, z: bce(sig(x_t @ p["w"]), y_t) + bce(sig(x_u @ p["w"]), z)  # noqa: E731
+    hold = lambda p: bce(sig(x_h @ p["w"]), y_h)  # noqa: E731
+    z_fn = lambda p: sig((x_u + noise) @ p["w"])  # noqa: E731  z = psi(x_u) = sigma(theta^T (x_u + eta))
+    z = z_fn({"w": theta})
+    g_z, _ = label_meta_gradient({"w": theta}, z, inner, hold, eta)
+    # Eq. 7 with the gradient of the cross-entropy, then Eq. 11
+    theta_star = theta - eta * ((sig(x_t @ theta) - y_t) @ x_t + (sig(x_u @ theta) - z) @ x_u)
+    eq11 = eta * ((sig(x_h @ theta_star) - y_h) @ x_h) @ x_u.T  # [U]: sum_H (sigma(theta*^T x) - y) x^T x_u
+    torch.testing.assert_close(g_z, eq11, rtol=1e-10, atol=1e-12)
+    # Eq. 9: times dz/dtheta = sigma(.)(1 - sigma(.)) (x_u + eta), summed over unlabeled samples
+    meta = pull_back({"w": theta}, z_fn, g_z)["w"]
+    s = sig((x_u + noise) @ theta)
+    eq9 = ((eq11 * s * (1 - s))[:, None] * (x_u + noise)).sum(0)
+    torch.testing.assert_close(meta, eq9, rtol=1e-10, atol=1e-12)
+
+
+def test_closed_forms_regression_eq13_eq15():
+    g, theta, x_t, x_u, x_h, noise = _one_layer_data(1)
+    y_t, y_h = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    eta = 0.05
+    sq = lambda pred, t: ((pred - t) ** 2).sum()  # noqa: E731  l = ||theta^T x - y||^2
+    inner = lambda p, z: sq(x_t @ p["w"], y_t) + sq(x_u @ p["w"], z)  # noqa: E731
+    hold = lambda p: sq(x_h @ p["w"], y_h)  # noqa: E731
+    z_fn = lambda p: (x_u + noise) @ p["w"]  # noqa: E731
+    z = z_fn({"w": theta})
+    g_z, _ = label_meta_gradient({"w": theta}, z, inner, hold, eta)
+    theta_star = theta - 2 * eta * ((x_t @ theta - y_t) @ x_t + (x_u @ theta - z) @ x_u)  # Eq. 12
+    eq15 = 4 * eta * ((x_h @ theta_star - y_h) @ x_h) @ x_u.T
+    torch.testing.assert_close(g_z, eq15, rtol=1e-10, atol=1e-12)
+    meta = pull_back({"w": theta}, z_fn, g_z)["w"]
+    eq13 = (eq15[:, None] * (x_u + noise)).sum(0)
+    torch.testing.assert_close(meta, eq13, rtol=1e-10, atol=1e-12)
+
+
+# -- a small composed algorithm on a 2-layer MLP (float64) --------------------------------------
+def _setup(algorithm="pseudo_label+l2i_o", hp=None, model=None, seed=0, x_shape=(D,)):
+    torch.manual_seed(seed)
+    model = (model or MLP242(D, C, hidden=H, negative_slope=SLOPE)).double()
+    cls = get_algorithm(algorithm)
+    base = {"threshold": 0.0, "rampup": "none"} if algorithm.startswith("pseudo_label") else {"rampup": "none"}
+    fields = {f.name for f in __import__("dataclasses").fields(cls.Hparams)}
+    values = {k: v for k, v in {**base, **(hp or {})}.items() if k in fields}
+    algo = cls(model, cls.Hparams(**values), TrainContext(num_classes=C, total_steps=100))
+    g = torch.Generator().manual_seed(seed + 1)
+    batch = Batch(torch.randn(6, *x_shape, generator=g, dtype=torch.float64), torch.randint(0, C, (6,), generator=g),
+                  torch.randn(8, *x_shape, generator=g, dtype=torch.float64), None,
+                  torch.randn(5, *x_shape, generator=g, dtype=torch.float64), torch.randint(0, C, (5,), generator=g))
+    return algo, batch
+
+
+def _f(P, x):
+    """The MLP242 forward by hand."""
+    h = F.leaky_relu(x @ P["fc1.weight"].T + P["fc1.bias"], SLOPE)
+    return h @ P["classifier.weight"].T + P["classifier.bias"]
+
+
+def _feat(P, x):
+    return F.leaky_relu(x @ P["fc1.weight"].T + P["fc1.bias"], SLOPE)
+
+
+def _soft_ce(logits, t):
+    return -(t * F.log_softmax(logits, 1)).sum(1)
+
+
+def _ref_inner(P, s, z, w=1.0):
+    """C_T + w C_U for Pseudo-Label (soft cross-entropy, mask from s)."""
+    return F.cross_entropy(_f(P, s.x_l), s.y_l) + w * (s.mask * _soft_ce(_f(P, s.x_u), z)).mean()
+
+
+def _params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+# -- 2. l2i_o exact == double backward with the imputer's parameters as a separate copy --------
+@pytest.mark.parametrize("steps", [1, 2])
+def test_l2i_o_exact_matches_two_copy_double_backward(steps):
+    algo, batch = _setup(hp={"l2i_inner_steps": steps})
+    s = algo.prepare(batch, 0)
+    x_h, y_h = batch.x_h, batch.y_h
+    eta = 0.7
+    grads, _ = algo.rule.meta_gradients(s, x_h, y_h, eta)
+
+    P0 = _params(algo.model)
+    P_imp = {n: t.clone().requires_grad_(True) for n, t in P0.items()}  # theta that imputes (OPT2)
+    z = F.softmax(_f(P_imp, s.x_u), 1)
+    cur = {n: t.clone().requires_grad_(True) for n, t in P0.items()}  # theta' of the inner problem
+    for _ in range(steps):
+        gr = torch.autograd.grad(_ref_inner(cur, s, z), list(cur.values()), create_graph=True)
+        cur = {n: t - eta * gg for (n, t), gg in zip(cur.items(), gr)}
+    c_h = F.cross_entropy(_f(cur, x_h), y_h)
+    ref = torch.autograd.grad(c_h, list(P_imp.values()))
+    for (n, _), r in zip(P_imp.items(), ref):
+        torch.testing.assert_close(grads[n], r, rtol=1e-9, atol=1e-12)
+    assert sum(float(r.abs().sum()) for r in ref) > 1e-6  # not a vacuous zero
+
+
+# -- 3. approx == 001 Eq. 6 by hand from features ------------------------------------------------
+def test_l2i_o_approx_matches_eq6_from_features():
+    algo, batch = _setup(hp={"l2i_variant": "approx"})
+    s = algo.prepare(batch, 0)
+    eta = 0.9
+    grads, _ = algo.rule.meta_gradients(s, batch.x_h, batch.y_h, eta)
+
+    P = _params(algo.model)
+    W, b = P["classifier.weight"], P["classifier.bias"]
+    h_l, h_u, h_h = _feat(P, s.x_l), _feat(P, s.x_u), _feat(P, batch.x_h)
+    p_l, p_u = F.softmax(h_l @ W.T + b, 1), F.softmax(h_u @ W.T + b, 1)
+    z = p_u  # model-output imputation on the same view (Pseudo-Label)
+    r_l = p_l - F.one_hot(s.y_l, C)
+    r_u = p_u * z.sum(1, keepdim=True) - z  # d soft-CE / d logits
+    W_star = W - eta * (r_l.T @ h_l / len(h_l) + r_u.T @ h_u / len(h_u))
+    b_star = b - eta * (r_l.mean(0) + r_u.mean(0))
+    e_h = F.softmax(h_h @ W_star.T + b_star, 1) - F.one_hot(batch.y_h, C)  # Phi_theta*(x) - y
+    S = (h_u @ h_h.T + 1.0) @ e_h / len(h_h)  # [U, C]: sum_H (Phi*(x) - y) (f(x)^T f(x_u) + 1 for the bias)
+    g_z = eta / len(h_u) * (S - (p_u * S).sum(1, keepdim=True))  # softmax CE: d^2 d/dl dz = p - I
+    P_imp = {n: t.clone().requires_grad_(True) for n, t in P.items()}
+    ref = torch.autograd.grad(F.softmax(_f(P_imp, s.x_u), 1), list(P_imp.values()), grad_outputs=g_z)
+    for (n, _), r in zip(P_imp.items(), ref):
+        torch.testing.assert_close(grads[n], r, rtol=1e-9, atol=1e-12)
+
+
+# -- 4. l2i_l: dC_H/dz == finite differences; first order == hand mixed derivative ---------------
+def test_l2i_l_label_gradient_matches_finite_differences():
+    algo, batch = _setup("pseudo_label+l2i_l", {"l2i_label_lr": 0.5})
+    s = algo.prepare(batch, 0)
+    eta = 0.8
+    z0 = algo.rule.initial_labels(s)
+    g, _ = algo.rule.label_gradient(s, z0, batch.x_h, batch.y_h, eta)
+
+    P0 = _params(algo.model)
+
+    def c_h_of(z):
+        P = {n: t.clone().requires_grad_(True) for n, t in P0.items()}
+        gr = torch.autograd.grad(_ref_inner(P, s, z), list(P.values()))
+        return float(F.cross_entropy(_f({n: P0[n] - eta * gg for n, gg in zip(P, gr)}, batch.x_h), batch.y_h))
+
+    fd = torch.zeros_like(z0)
+    e = 1e-6
+    for i in range(z0.shape[0]):
+        for c in range(C):
+            zp, zm = z0.clone(), z0.clone()
+            zp[i, c] += e
+            zm[i, c] -= e
+            fd[i, c] = (c_h_of(zp) - c_h_of(zm)) / (2 * e)
+    torch.testing.assert_close(g, fd, rtol=1e-5, atol=1e-9)
+    # the update: z - eta_z * B_u * dC_H/dz, projected onto the simplex
+    _, z1, _, _ = algo.rule.corrected_labels(s, batch.x_h, batch.y_h, eta)
+    step = z0 - 0.5 * z0.shape[0] * fd
+    expected = step.clamp(min=0) / step.clamp(min=0).sum(1, keepdim=True)
+    torch.testing.assert_close(z1, expected, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("method,tol", [("jvp", 1e-9), ("fd", 1e-3)])
+def test_l2i_l_first_order_is_the_mixed_derivative(method, tol):
+    algo, batch = _setup("mean_teacher+l2i_l", {"l2i_l_method": method, "lambda_u": 3.0, "l2i_inner_lambda": True})
+    s = algo.prepare(batch, 0)
+    eta = 0.4
+    z0 = algo.rule.initial_labels(s)
+    g, _ = algo.rule.label_gradient(s, z0, batch.x_h, batch.y_h, eta)
+    # -eta d/dz <grad C_H(theta), grad_theta (w C_U(theta, z))>, MT distance ||softmax - z||^2, by double backward
+    P = {n: t.clone().requires_grad_(True) for n, t in _params(algo.model).items()}
+    v = torch.autograd.grad(F.cross_entropy(_f(P, batch.x_h), batch.y_h), list(P.values()))
+    zz = z0.clone().requires_grad_(True)
+    c_u = 3.0 * ((F.softmax(_f(P, s.x_u), 1) - zz) ** 2).sum(1).mean()
+    gu = torch.autograd.grad(c_u, list(P.values()), create_graph=True)
+    ref = -eta * torch.autograd.grad(sum((a * b).sum() for a, b in zip(v, gu)), zz)[0]
+    assert float(ref.abs().max()) > 1e-8
+    torch.testing.assert_close(g, ref, rtol=tol, atol=tol * float(ref.abs().max()))
+
+
+def test_project_rows():
+    z_old = torch.tensor([[0.5, 0.5], [0.3, 0.7]])
+    out = project_rows(torch.tensor([[1.5, -0.5], [-1.0, -2.0]]), z_old)
+    torch.testing.assert_close(out, torch.tensor([[1.0, 0.0], [0.3, 0.7]]))
+
+
+# -- 5. BatchNorm statistics untouched by every meta pass ----------------------------------------
+@pytest.mark.parametrize("bn", ["train", "eval"])
+def test_bn_statistics_untouched(bn):
+    for algorithm, hp in [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"l2i_variant": "approx"}),
+                          ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"l2i_l_method": "jvp"}),
+                          ("mean_teacher+l2i_l", {"l2i_l_method": "fd"})]:
+        torch.manual_seed(0)
+        model = build_network("cnn_small_bn", (1, 8, 8), C)
+        algo, batch = _setup(algorithm, {**hp, "l2i_bn": bn}, model=model, x_shape=(1, 8, 8))
+        s = algo.prepare(batch, 0)
+        before = {n: b.clone() for n, b in algo.model.named_buffers()}
+        if algorithm.endswith("l2i_o"):
+            grads, _ = algo.rule.meta_gradients(s, batch.x_h, batch.y_h, 0.5)
+            assert all(torch.isfinite(t).all() for t in grads.values())
+        else:
+            z0, z1, g, _ = algo.rule.corrected_labels(s, batch.x_h, batch.y_h, 0.5)
+            assert torch.isfinite(z1).all()
+        algo.rule.core.holdout_value(batch.x_h, batch.y_h)
+        for n, b in algo.model.named_buffers():
+            assert torch.equal(b, before[n]), (algorithm, hp, n)
+
+
+# -- the rule changes the update; the schedule advances once per iteration ----------------------
+class _Stepper:
+    def __init__(self, model, lr=0.1):
+        from algorithms import Comm, Stepper
+
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 1.0 / (1 + t))
+        self.stepper = Stepper(model, opt, self.sched, Comm())
+
+
+@pytest.mark.parametrize("rule", ["l2i_o", "l2i_l"])
+def test_rule_moves_parameters_differently_and_schedule_steps_once(rule):
+    algo_r, batch = _setup(f"pseudo_label+{rule}")
+    algo_b, _ = _setup("pseudo_label")
+    st_r, st_b = _Stepper(algo_r.model), _Stepper(algo_b.model)
+    out = algo_r.train_step(batch, 0, st_r.stepper)
+    algo_b.train_step(batch, 0, st_b.stepper)
+    diff = sum(float((a - b).abs().sum()) for a, b in zip(algo_r.model.parameters(), algo_b.model.parameters()))
+    assert diff > 1e-6
+    assert st_r.sched.last_epoch == st_b.sched.last_epoch == 1
+    for k in ("loss", "holdout_loss_before", "holdout_loss_after", "meta_grad_norm"):
+        assert k in out and out[k] == out[k]
+    assert out["meta_grad_norm"] > 0
+    if rule == "l2i_l":
+        assert out["label_correction"] > 0
+
+
+# -- 6. compositions train through the engine ---------------------------------------------------
+def _cfg(algorithm, hp, steps=20):
+    return RunConfig.from_dict(dict(
+        dataset="digits", algorithm=algorithm, network="cnn_small", n_labels=50, steps=steps, eval_every=steps,
+        batch_labeled=8, batch_unlabeled=16, optim={"lr": 0.05}, hparams={"holdout_batch": 8, **hp}))
+
+
+@pytest.mark.parametrize("algorithm,hp", [
+    ("pseudo_label+l2i_o", {"threshold": 0.5}),
+    ("mean_teacher+l2i_l", {}),
+    ("fixmatch+l2i_o", {"l2i_variant": "approx", "threshold": 0.5}),
+    ("mixmatch+l2i_o", {"holdout": "separate"}),
+])
+def test_compositions_train_through_engine(tmp_path, algorithm, hp):
+    out = train_run(_cfg(algorithm, hp), RunEnv(str(tmp_path)), write=False)
+    assert out.status == "ok", out.run_row["error_message"]
+    last = out.eval_rows[-1]
+    for k in ("diag_loss", "diag_holdout_loss_before", "diag_holdout_loss_after", "diag_meta_grad_norm"):
+        assert torch.isfinite(torch.tensor(last[k])), k
+    assert all(torch.isfinite(v).all() for v in out.model_state.values())
+
+
+def test_rough_cost_relative_to_base(tmp_path, capsys):
+    """Printed, not asserted: seconds per training step, pseudo_label vs pseudo_label+l2i_o."""
+    rates = {}
+    for algorithm in ("pseudo_label", "pseudo_label+l2i_o"):
+        hp = {"threshold": 0.0} if algorithm == "pseudo_label" else {"threshold": 0.0, "holdout_batch": 8}
+        cfg = RunConfig.from_dict(dict(dataset="digits", algorithm=algorithm, network="cnn_small", n_labels=50,
+                                       steps=20, eval_every=20, batch_labeled=8, batch_unlabeled=16,
+                                       optim={"lr": 0.05}, hparams=hp))
+        out = train_run(cfg, RunEnv(str(tmp_path)), write=False)
+        assert out.status == "ok"
+        rates[algorithm] = 1.0 / out.run_row["steps_per_s"]
+    with capsys.disabled():
+        print(f"\n[l2i cost] s/step: {rates}, ratio {rates['pseudo_label+l2i_o'] / rates['pseudo_label']:.2f}")
+
+
+# -- data parallelism: 2 gloo workers with half batches == 1 worker (BN-free, float64) ----------
+DP_CASES = [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"l2i_variant": "approx", "l2i_inner_steps": 2}),
+            ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"l2i_l_method": "jvp"})]
+
+
+def _dp_steps(comm) -> list[dict]:
+    """Two iterations of every case on ``comm``; parameters and diagnostics after them."""
+    from algorithms import Stepper
+
+    results = []
+    for algorithm, hp in DP_CASES:
+        algo, batch = _setup(algorithm, {**hp, "l2i_inner_lr_scale": 5.0})
+        algo.ctx.comm = comm
+        opt = torch.optim.SGD(algo.model.parameters(), lr=0.1, momentum=0.9)
+        stepper = Stepper(algo.model, opt, None, comm)
+        batch = Batch(batch.x_l, batch.y_l, batch.x_u, None, torch.cat([batch.x_h, batch.x_h[:1]]),
+                      torch.cat([batch.y_h, batch.y_h[:1]]))  # even hold-out batch (6)
+        diags = [algo.train_step(batch, t, stepper) for t in range(2)]
+        results.append(({n: p.detach().clone() for n, p in algo.model.named_parameters()}, diags[-1]))
+    return results
+
+
+def _dp_worker(rank: int, port: int, out) -> None:
+    import os
+    import traceback
+
+    import torch.distributed as dist
+
+    try:
+        from algorithms import make_comm
+
+        torch.set_num_threads(1)
+        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+        dist.init_process_group("gloo", rank=rank, world_size=2)
+        try:
+            res = [({n: v.numpy() for n, v in params.items()}, diag) for params, diag in _dp_steps(make_comm())]
+            out.put((rank, res, ""))  # numpy: tensors would travel through shared memory that dies with the worker
+        finally:
+            dist.destroy_process_group()
+    except BaseException:
+        out.put((rank, None, traceback.format_exc()))
+
+
+def test_two_workers_equal_one_worker():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from algorithms import Comm
+
+    with socket.socket() as sck:
+        sck.bind(("127.0.0.1", 0))
+        port = sck.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_dp_worker, args=(r, port, out), daemon=True) for r in range(2)]
+    for p in procs:
+        p.start()
+    try:
+        single = _dp_steps(Comm())
+        got = {}
+        for _ in range(2):
+            rank, res, err = out.get(timeout=240)
+            assert res is not None, err
+            got[rank] = res
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    for case, (ref_params, ref_diag), (p0, d0), (p1, d1) in zip(DP_CASES, single, got[0], got[1]):
+        for n, v in ref_params.items():
+            assert (p0[n] == p1[n]).all(), (case, n)
+            torch.testing.assert_close(torch.from_numpy(p0[n]), v, rtol=1e-9, atol=1e-11, msg=f"{case} {n}")
+        for k in ("holdout_loss_before", "holdout_loss_after", "meta_grad_norm", "label_correction"):
+            if k in ref_diag:
+                assert abs(d0[k] - ref_diag[k]) <= 1e-8 * max(1.0, abs(ref_diag[k])), (case, k, d0[k], ref_diag[k])
