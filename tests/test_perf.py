@@ -1,0 +1,221 @@
+"""bench.perf: rows and variants, ratios and targets, memory accounting, CLI (no timing assertions)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+import torch
+
+from algorithms import get_algorithm
+from algorithms.meta.compose import compose
+from algorithms.meta.rule import MetaRule
+from bench import perf
+from bench.perf import Options, RowSpec, expand_rows, main, summarize
+
+
+@dataclass
+class DummyHparams:
+    dummy_method: Literal["exact", "fd", "jvp", "none"] = "fd"
+    dummy_bn: Literal["train", "eval"] = "train"  # not a method field: no rows of its own
+
+
+class DummyRule(MetaRule):
+    """Takes the base's own step twice (a stand-in for a meta rule's extra passes)."""
+
+    name = "dummy"
+    Hparams = DummyHparams
+
+    def train_step(self, batch, step, stepper):
+        self.algo.base_class.train_step(self.algo, batch, step, stepper)
+        return self.algo.base_class.train_step(self.algo, batch, step, stepper)
+
+
+def _composed():
+    return compose(get_algorithm("pseudo_label"), DummyRule)
+
+
+def test_variant_expansion_one_row_per_method_value():
+    cls = _composed()
+    rows = expand_rows(cls.name, cls)
+    # "none" switches the meta step off (the base's cost) and dummy_bn is not a method field.
+    assert [r.name for r in rows] == ["pseudo_label+dummy[dummy_method=exact]", "pseudo_label+dummy[dummy_method=fd]",
+                                      "pseudo_label+dummy[dummy_method=jvp]"]
+    assert [r.order for r in rows] == ["second", "first", "first"]
+    assert {r.reference for r in rows} == {"pseudo_label"} and {r.rule for r in rows} == {"dummy"}
+    assert [r.hparams for r in rows] == [{"dummy_method": "exact"}, {"dummy_method": "fd"}, {"dummy_method": "jvp"}]
+    # Without expansion: one row with defaults, its order from the default value (fd -> first).
+    (single,) = expand_rows(cls.name, cls, auto=False)
+    assert (single.name, single.order, single.hparams) == ("pseudo_label+dummy", "first", {})
+    # Explicit variants replace the automatic ones; an out-of-range value is refused.
+    explicit = expand_rows(cls.name, cls, [{"dummy_method": "exact", "dummy_bn": "eval"}])
+    assert [(r.name, r.order) for r in explicit] == [("pseudo_label+dummy[dummy_method=exact,dummy_bn=eval]", "second")]
+    with pytest.raises(perf.ConfigError):
+        expand_rows(cls.name, cls, [{"dummy_method": "newton"}])
+
+
+def test_bases_have_no_variants_and_refer_to_themselves():
+    (row,) = expand_rows("pseudo_label", get_algorithm("pseudo_label"))
+    assert (row.name, row.order, row.reference, row.rule) == ("pseudo_label", "base", "pseudo_label", "")
+
+
+def test_parse_variant():
+    assert perf.parse_variant("a+b:m=fd,first_order=true") == ("a+b", {"m": "fd", "first_order": True})
+    for bad in ("a+b", "a+b:", ":m=fd", "a+b:m"):
+        with pytest.raises(perf.UsageError):
+            perf.parse_variant(bad)
+
+
+def test_ratios_and_targets_against_hand_computed_values():
+    rows = [RowSpec("b", "b", reference="b"), RowSpec("b+r[m=fd]", "b+r", {"m": "fd"}, "r", "first", "b"),
+            RowSpec("b+r[m=exact]", "b+r", {"m": "exact"}, "r", "second", "b"),
+            RowSpec("b+s", "b+s", {}, "s", "first", "b")]
+    mb = 2**20
+    results = {"b": {"ms": [9.0, 10.0, 11.0, 30.0], "state_bytes": 1 * mb, "step_bytes": 1 * mb},
+               "b+r[m=fd]": {"ms": [15.0, 15.0, 16.0, 16.0], "state_bytes": 1 * mb, "step_bytes": 2 * mb},
+               "b+r[m=exact]": {"ms": [39.0, 40.0, 41.0], "state_bytes": 1 * mb, "step_bytes": 4 * mb},
+               "b+s": {"error": "RuntimeError: boom"}}
+    rec = {r["name"]: r for r in summarize(rows, results)}
+    # Base median of 9, 10, 11, 30 is 10.5; IQR = q75 - q25 with linear interpolation = 15.75 - 9.75.
+    assert rec["b"]["ms_median"] == pytest.approx(10.5) and rec["b"]["ms_iqr"] == pytest.approx(6.0)
+    assert rec["b"]["time_ratio"] == pytest.approx(1.0) and rec["b"]["met"] == "-"
+    assert rec["b+r[m=fd]"]["time_ratio"] == pytest.approx(15.5 / 10.5)  # under 1.6
+    assert rec["b+r[m=fd]"]["mem_ratio"] == pytest.approx(3 / 2)  # exactly at 1.5: met
+    assert rec["b+r[m=fd]"]["met"] == "yes"
+    assert rec["b+r[m=exact]"]["time_ratio"] == pytest.approx(40 / 10.5)  # under 4
+    assert rec["b+r[m=exact]"]["met"] == "NO (mem)"  # 5 MB / 2 MB
+    assert rec["b+s"]["met"] == "n/a"
+    table = perf.format_table(list(rec.values()))
+    assert "failed: RuntimeError: boom" in table
+
+
+def test_cpu_step_peak_matches_a_hand_count():
+    def step():
+        a = torch.empty(1000)  # 4,000 bytes
+        b = torch.empty(2000)  # + 8,000 live together: the peak
+        del a, b
+        torch.empty(500)  # 2,000 bytes, after both are freed
+
+    assert perf._cpu_step_peak(step) == 12000
+
+
+def test_cpu_step_peak_sees_frees_of_what_the_previous_step_kept():
+    kept = [torch.empty(1000)]  # allocated before profiling, like a teacher's last outputs
+
+    def step():
+        kept.clear()  # frees the previous step's 4,000 bytes first ...
+        kept.append(torch.empty(1000))  # ... then keeps 4,000 new ones
+        torch.empty(2000)  # 8,000 temporary: peak = start - 4,000 + 4,000 + 8,000
+
+    assert perf._cpu_step_peak(step) == 8000
+
+
+def test_state_bytes_counts_each_storage_once_and_skips_data():
+    model = torch.nn.Linear(10, 5)  # 55 parameters
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(3, 10)).sum().backward()
+    opt.step()  # grads (55) and momentum buffers (55)
+    data = torch.zeros(100)
+
+    class Holder:  # an object outside this project's packages is not walked into
+        pass
+
+    holder = Holder()
+    holder.extra = torch.zeros(1000)
+    roots = [model, opt, {"alias": model.weight, "data": data}, [data[:10]], holder]
+    assert perf._storage_bytes(roots, exclude=[data]) == 3 * 55 * 4
+
+
+TINY = ["--dataset", "two_circles", "--network", "mlp_2_4_2", "--steps", "3", "--warmup", "2", "--threads", "1"]
+
+
+def _fake_spawn(monkeypatch, capsys):
+    """Run each row's worker command (``python -m bench.perf --one ...``) through ``main`` in
+    this process instead of a new interpreter (importing torch takes ~25 s on a loaded 2-core
+    machine); everything else of the parent/worker protocol is the real one."""
+    import subprocess
+
+    def run(cmd):
+        assert cmd[1:4] == ["-m", "bench.perf", "--one"]
+        before = capsys.readouterr()  # keep the parent's output apart from the worker's
+        code = main(cmd[3:])
+        worker = capsys.readouterr()
+        print(before.out, end="")
+        return subprocess.CompletedProcess(cmd, code, worker.out, worker.err)
+
+    monkeypatch.setattr(perf, "_spawn", run)
+
+
+def test_cli_tiny_run_prints_the_rows_and_base_ratio_one(capsys, tmp_path, monkeypatch):
+    _fake_spawn(monkeypatch, capsys)
+    out = tmp_path / "perf.csv"
+    assert main(["--algorithms", "supervised,pseudo_label", *TINY, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "flush-denormal on" in text and "threads 1" in text
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("name"))
+    rows = [line.split() for line in lines[header + 2:header + 4]]
+    assert [r[0] for r in rows] == ["supervised", "pseudo_label"]
+    for r in rows:
+        assert r[2] == "base" and r[5] == "1.00" and r[8] == "1.00"  # a base against itself
+    assert "targets missed: 0" in text
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert list(frame["name"]) == ["supervised", "pseudo_label"] and list(frame["steps"]) == [3, 3]
+    assert (frame["state_mb"] > 0).all()  # the parameters alone are live
+
+
+def test_worker_failure_becomes_a_row_error(capsys, monkeypatch):
+    _fake_spawn(monkeypatch, capsys)
+
+    def boom(*a, **k):
+        raise RuntimeError("out of\nmemory")
+
+    monkeypatch.setattr(perf, "measure", boom)
+    result = perf._measure_isolated(RowSpec("supervised", "supervised"), Options(dataset="two_circles", network="mlp_2_4_2"))
+    assert result == {"error": "RuntimeError: out of memory"}
+
+
+def test_in_process_dummy_rule_rows_are_measured_against_their_base():
+    cls = _composed()
+    rows = [*expand_rows("pseudo_label", get_algorithm("pseudo_label")), *expand_rows(cls.name, cls)]
+    opts = Options(dataset="two_circles", network="mlp_2_4_2", steps=2, warmup=1, threads=1)
+    results = perf.run_rows(rows, opts, in_process=True, classes={cls.name: cls}, log=lambda *a, **k: None)
+    rec = summarize(rows, results)
+    assert [r["name"] for r in rec] == ["pseudo_label", *(f"pseudo_label+dummy[dummy_method={m}]" for m in ("exact", "fd", "jvp"))]
+    assert all(not r["error"] and len(results[r["name"]]["ms"]) == 2 for r in rec)
+    assert [r["order"] for r in rec] == ["base", "second", "first", "first"]
+    # The dummy takes two optimizer steps per iteration on the base's model: its state is the base's.
+    assert {results[r["name"]]["state_bytes"] for r in rec} == {results["pseudo_label"]["state_bytes"]}
+
+
+BAD = [
+    (["--algorithms", "supervised,nope"], "unknown algorithm 'nope'"),
+    (["--algorithms", "pseudo_label+nope"], "unknown meta rule 'nope'"),
+    (["--steps", "-1"], "--steps must be positive"),
+    (["--steps", "0"], "--steps must be positive"),
+    (["--warmup", "-2"], "--warmup must be non-negative"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--dataset", "nope"], "unknown dataset 'nope'"),
+    (["--network", "cnn13"], "does not accept input shape"),
+    (["--out", "table.txt"], "--out must end in .csv or .parquet"),
+    (["--variants", "pseudo_label"], "is not NAME:FIELD=VALUE"),
+    (["--steps", "abc"], "invalid int value"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_input_one_line_exit_2(args, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    captured = capsys.readouterr()
+    assert exc.value.code == 2
+    assert captured.err.count("\n") == 1 and expected in captured.err and captured.err.startswith("bench.perf: error:")
+    assert captured.out == ""  # nothing measured or printed
+
+
+def test_plan_adds_the_missing_bases_first():
+    rows = perf.plan_rows(["meta_semi", "pseudo_label"], ["meta_semi:meta_method=fd"], auto=True)
+    assert [r.name for r in rows] == ["ict", "meta_semi[meta_method=fd]", "pseudo_label"]
+    assert rows[1].reference == "ict" and rows[1].order == "first"
