@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from algorithms import ConfigError, list_algorithms
+from algorithms import ConfigError, get_algorithm, list_algorithms
 from algorithms.networks import check_network, list_networks
 
 from .cli_errors import UsageError, fail
@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, help="fix the labeled split's seed (default: split seed = training seed)")
     p.add_argument("--preset", help="apply named paper hyperparameters where defined for (algorithm, dataset); "
                    "see python -m bench.presets")
+    p.add_argument("--config-from", metavar="SEARCH_ID", help="use the best hyperparameters of a finished "
+                   "python -m bench.tune search (from --results-dir) for its algorithm; recorded as preset search:ID")
+    p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a hyperparameter of every selected algorithm that has it (repeatable), e.g. "
+                        "--hp l2i_variant=approx --hp threshold=0.9; applied after presets")
     p.add_argument("--network", help="override the recipes' network (see --list)")
     p.add_argument("--steps", type=int, help="override every run's step budget (recorded as a protocol deviation)")
     p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",
@@ -71,9 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _listing() -> str:
     import datasets
 
+    from .suites import protocol_listing
+
     return "\n".join([
         "suites:     " + ", ".join(SUITES), "algorithms: " + ", ".join(list_algorithms()),
-        "datasets:   " + ", ".join(datasets.list_datasets()), "networks:   " + ", ".join(list_networks())])
+        "datasets:   " + ", ".join(datasets.list_datasets()), "networks:   " + ", ".join(list_networks()),
+        protocol_listing()])
 
 
 def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
@@ -83,8 +91,10 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
     if args.suite not in SUITES:
         raise UsageError(f"unknown suite {args.suite!r} (valid: {', '.join(SUITES)})")
     for algo in args.algorithms or []:
-        if algo not in list_algorithms():
-            raise UsageError(f"unknown algorithm {algo!r} (valid: {', '.join(list_algorithms())})")
+        try:
+            get_algorithm(algo)  # also composes BASE+RULE and says why a pair is refused
+        except ConfigError as e:
+            raise UsageError(str(e)) from None
     for d in args.datasets or []:
         if d not in datasets.list_datasets():
             raise UsageError(f"unknown dataset {d!r} (valid: {', '.join(datasets.list_datasets())})")
@@ -117,6 +127,10 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
                 configs = [dataclasses.replace(c, **{k: v for k, v in (("network", args.network), ("steps", args.steps),
                                                                        ("eval_every", min(c.eval_every, args.steps or c.eval_every)))
                                                      if v is not None}) for c in configs]
+        if getattr(args, "config_from", None):
+            configs = _apply_search(configs, args.config_from, args.results_dir)
+        if args.hp:
+            configs = _apply_hp(configs, args.hp)
         for cfg in configs:
             cfg.typed_hparams()
     except ConfigError as e:
@@ -143,6 +157,58 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
                  data_root=os.path.abspath(args.data_root) if args.data_root else None,
                  download=args.download, gpus_per_worker=args.gpus_per_worker)
     return configs, env
+
+
+def _parse_value(text: str):
+    """'0.5' -> 0.5, '3' -> 3, 'true' -> True, anything else stays a string."""
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _apply_hp(configs: list[RunConfig], items: list[str]) -> list[RunConfig]:
+    """--hp KEY=VALUE on every config whose algorithm has KEY; UsageError if none has it."""
+    from algorithms import get_algorithm
+
+    values = {}
+    for item in items:
+        key, eq, raw = item.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--hp expects KEY=VALUE, got {item!r}")
+        values[key] = _parse_value(raw)
+    fields = {c.algorithm: {f.name for f in dataclasses.fields(get_algorithm(c.algorithm).Hparams)} for c in configs}
+    for key in values:
+        if not any(key in f for f in fields.values()):
+            raise UsageError(f"--hp {key}: no selected algorithm has this hyperparameter "
+                             f"(algorithms: {', '.join(sorted(fields))})")
+    return [dataclasses.replace(c, hparams={**c.hparams, **{k: v for k, v in values.items() if k in fields[c.algorithm]}})
+            for c in configs]
+
+
+def _apply_search(configs: list[RunConfig], search_id: str, results_dir: str) -> list[RunConfig]:
+    """Configs of the search's algorithm with its best hyperparameters (python -m bench.tune)."""
+    import json
+
+    from results.trials import SearchStore
+
+    row = SearchStore(results_dir).search(search_id)
+    if row is None:
+        raise UsageError(f"--config-from: no finished search {search_id!r} under {os.path.abspath(results_dir)}")
+    params = json.loads(row["best_params_json"])
+    if not any(c.algorithm == row["algorithm"] for c in configs):
+        raise UsageError(f"--config-from: search {search_id} tuned {row['algorithm']}, which this command does not run")
+    note = (f"; hyperparameters {json.dumps(params, sort_keys=True)} from search {search_id} ({row['dataset']}/"
+            f"{row['n_labels']}, {row['steps']} steps, {row['trials']} trials, validation error "
+            f"{100 * row['best_val_error']:.2f}%)")
+    return [dataclasses.replace(c, hparams={**c.hparams, **params}, protocol_notes=c.protocol_notes + note,
+                                preset=f"{c.preset}+search:{search_id}" if c.preset else f"search:{search_id}")
+            if c.algorithm == row["algorithm"] else c for c in configs]
 
 
 def check_local_resources(args: argparse.Namespace) -> int:

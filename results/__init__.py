@@ -14,10 +14,12 @@ from .schema import (
 )
 from .store import ResultsDirError, ResultStore
 from .summary import format_table, last_k_median, summarize
+from .trials import TRIAL_STATUSES, SearchStore
 
 __all__ = [
     "DIAG_PREFIX", "EVALS_REQUIRED", "HP_PREFIX", "MODELS", "RUNS_REQUIRED", "SPLITS", "STATUSES",
     "evals_table", "run_table", "to_tables",
     "ResultsDirError", "ResultStore",
     "format_table", "last_k_median", "summarize",
+    "SearchStore", "TRIAL_STATUSES",
 ]

@@ -40,6 +40,11 @@ BAD_INPUTS = [
     (["--datasets", "svhn", "--data-root", "{tmp}/empty"], "--download"),
     (["--results-dir", "{tmp}/a_file"], "not writable"),
     (["--suite", "smoke", "--steps", "abc"], "invalid int value"),
+    (["--algorithms", "vat+l2i_o"], "vat cannot carry a meta rule"),
+    (["--algorithms", "pseudo_label+nope"], "unknown meta rule 'nope'"),
+    (["--algorithms", "pseudo_label", "--hp", "l2i_variant=approx"], "no selected algorithm has this hyperparameter"),
+    (["--algorithms", "pseudo_label+l2i_o", "--hp", "l2i_variant=nope"], "l2i_variant must be one of"),
+    (["--algorithms", "pseudo_label", "--hp", "threshold"], "--hp expects KEY=VALUE"),
 ]
 
 
@@ -71,7 +76,7 @@ def test_exit_status_as_a_process(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "bench.run: error: unknown suite 'nope' (valid: smoke, quick, full)"]
+        "bench.run: error: unknown suite 'nope' (valid: smoke, quick, toy, full)"]
     assert not (tmp_path / "r").exists()
 
 
@@ -90,8 +95,26 @@ def test_dry_run_lists_every_algorithm_and_seed(tmp_path, capsys):
 
     assert main(["--suite", "quick", "--dry-run", "--results-dir", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 * len(list_algorithms()) * 2  # 2 datasets x algorithms x 2 seeds
+    from algorithms import list_rules
+
+    # 2 datasets x (algorithms + one Pseudo-Label composition per rule) x 2 seeds
+    assert len(out) == 2 * (len(list_algorithms()) + len(list_rules())) * 2
     assert all(line.startswith("todo ") for line in out)
     for algo in list_algorithms():
         assert sum(f" {algo} " in line for line in out) == 4
     assert not (tmp_path / "r").exists()
+
+
+def test_hp_sets_the_hyperparameter_where_the_algorithm_has_it(tmp_path):
+    from bench.run import build_parser, plan
+
+    args = build_parser().parse_args(["--suite", "smoke", "--algorithms", "pseudo_label+l2i_o,supervised",
+                                      "--hp", "l2i_variant=approx", "--hp", "threshold=0.5",
+                                      "--results-dir", str(tmp_path)])
+    configs, _ = plan(args)
+    for c in configs:
+        if c.algorithm == "supervised":
+            assert "l2i_variant" not in c.hparams
+        else:
+            assert c.hparams["l2i_variant"] == "approx" and c.hparams["threshold"] == 0.5
+    assert len({c.run_id for c in configs}) == len(configs)
