@@ -64,7 +64,7 @@ import torch
 from algorithms import ConfigError, get_algorithm, list_algorithms, list_compositions
 from algorithms.hparams import from_dict
 
-from .cli_errors import UsageError, fail
+from .cli_errors import UsageError, fail, make_parser
 
 PROG = "bench.perf"
 HORIZON = 1000  # nominal run length: schedules see steps HORIZON // 2, HORIZON // 2 + 1, ...
@@ -484,14 +484,8 @@ def environment(opts: Options) -> str:
 
 # --------------------------------------------------------------------------- CLI
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        fail(PROG, message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench.perf", description=__doc__.splitlines()[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(PROG, "bench.perf", __doc__.splitlines()[0])
     p.add_argument("--algorithms", help="comma-separated names, BASE+RULE allowed (default: every base with a "
                    "composition, every composition, and the standalone meta methods); bases of the rows are added")
     p.add_argument("--variants", nargs="+", default=[], metavar="NAME:FIELD=VALUE",

@@ -15,7 +15,7 @@ import time
 from algorithms import ConfigError, get_algorithm, list_algorithms
 from algorithms.networks import check_network, list_networks
 
-from .cli_errors import UsageError, fail
+from .cli_errors import UsageError, csv_list, fail, make_parser
 from .config import RunConfig, RunEnv
 from .suites import SUITES, expand
 
@@ -23,31 +23,13 @@ PROG = "bench.run"
 DEFAULT_RESULTS = "bench-results"
 
 
-def _csv(kind):
-    def parse(text: str):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("expected a comma-separated list")
-        try:
-            return [kind(t) for t in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid list {text!r}") from None
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
-        fail(PROG, message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench.run", description=__doc__.splitlines()[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(PROG, "bench.run", __doc__.splitlines()[0])
     p.add_argument("--suite", default="quick",
                    help="named suite: " + "; ".join(f"{s.name}: {s.description}" for s in SUITES.values()))
-    p.add_argument("--algorithms", type=_csv(str), help="comma-separated algorithms (default: the suite's, i.e. every registered one)")
-    p.add_argument("--datasets", type=_csv(str), help="comma-separated datasets (default: the suite's); others use their recipe")
-    p.add_argument("--labels", type=_csv(int), help="comma-separated numbers of labeled examples (default: the recipe's)")
+    p.add_argument("--algorithms", type=csv_list(str), help="comma-separated algorithms (default: the suite's, i.e. every registered one)")
+    p.add_argument("--datasets", type=csv_list(str), help="comma-separated datasets (default: the suite's); others use their recipe")
+    p.add_argument("--labels", type=csv_list(int), help="comma-separated numbers of labeled examples (default: the recipe's)")
     p.add_argument("--seeds", type=int, help="number of training seeds 0..N-1 (default: the suite's)")
     p.add_argument("--split-seed", type=int, help="fix the labeled split's seed (default: split seed = training seed)")
     p.add_argument("--preset", help="apply named paper hyperparameters where defined for (algorithm, dataset); "

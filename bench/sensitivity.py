@@ -23,37 +23,19 @@ import time
 
 from algorithms import ConfigError
 
-from .cli_errors import UsageError, fail
+from .cli_errors import UsageError, csv_list, fail, make_parser
 from .config import RunConfig, RunEnv
 
 PROG = "bench.sensitivity"
 
 
-def _csv(kind):
-    def parse(text: str):
-        items = [t.strip() for t in text.split(",") if t.strip()]
-        if not items:
-            raise argparse.ArgumentTypeError("expected a comma-separated list")
-        try:
-            return [kind(t) for t in items]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"invalid list {text!r}") from None
-    return parse
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        fail(PROG, message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench.sensitivity", description=__doc__.splitlines()[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--algorithms", type=_csv(str), default=["meta_semi"], help="comma-separated methods")
-    p.add_argument("--param", action="append", type=_csv(str), required=True,
+    p = make_parser(PROG, "bench.sensitivity", __doc__.splitlines()[0])
+    p.add_argument("--algorithms", type=csv_list(str), default=["meta_semi"], help="comma-separated methods")
+    p.add_argument("--param", action="append", type=csv_list(str), required=True,
                    help="hyperparameter to vary: one name for every method, or one per method (comma-separated, "
                         "in --algorithms order); give --param twice for a 2-D grid")
-    p.add_argument("--values", action="append", type=_csv(float), required=True,
+    p.add_argument("--values", action="append", type=csv_list(float), required=True,
                    help="comma-separated values of the matching --param (within its search-space range)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--labels", type=int, help="number of labeled examples (default: the recipe's first)")

@@ -31,7 +31,7 @@ from ray.tune import Callback
 
 from algorithms import ConfigError
 
-from .cli_errors import UsageError, fail
+from .cli_errors import UsageError, csv_list, fail, make_parser
 from .config import RunConfig, RunEnv
 
 PROG = "bench.tune"
@@ -193,28 +193,15 @@ class SearchSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _csv(text: str) -> list[str]:
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list")
-    return items
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        fail(PROG, message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m bench.tune", description=__doc__.splitlines()[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(PROG, "bench.tune", __doc__.splitlines()[0])
     p.add_argument("--algorithm", help="method to tune (a base method or BASE+RULE)")
     p.add_argument("--dataset", default="digits", help="dataset (its quick-suite recipe; full recipes for paper datasets)")
     p.add_argument("--labels", type=int, help="number of labeled examples (default: the recipe's first)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of the labeled/validation split searched on")
     p.add_argument("--trials", type=int, default=8, help="number of trials (configurations) to try")
     p.add_argument("--steps", type=int, help="step budget of each trial and final run (default: the recipe's)")
-    p.add_argument("--params", type=_csv, help="search only these hyperparameters (default: every one in the space)")
+    p.add_argument("--params", type=csv_list(str), help="search only these hyperparameters (default: every one in the space)")
     p.add_argument("--seed", type=int, default=0, help="seed of Optuna's TPE sampler (same seed: same proposals)")
     p.add_argument("--scheduler", choices=["asha", "fifo"], default="asha",
                    help="asha: stop trials behind at 1/4 and 1/2 of the budget; fifo: run every trial to the end")

@@ -258,3 +258,17 @@ class L2IStep:
 def grad_norm(stepper) -> float:
     """Norm of the gradient the last optimizer step used (already averaged over workers)."""
     return float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in stepper.params if p.grad is not None)))
+
+
+class HoldoutFromHparams:
+    """Mixin for the L2I rules: the hold-out batch size, mode and fraction are hyperparameters
+    (``holdout_batch``, ``holdout``, ``holdout_fraction``)."""
+
+    def holdout_batch_size(self) -> int:
+        return self.hp.holdout_batch
+
+    def holdout_mode(self):
+        return self.hp.holdout
+
+    def holdout_fraction(self) -> float:
+        return self.hp.holdout_fraction

@@ -48,7 +48,7 @@ from ..base import Batch, StepInputs
 from ..hparams import require
 from ..meta.functional import directional_derivatives, functional_forward, loss_gradient, parameters_of
 from ..meta.rule import MetaRule, register_rule
-from ._l2i_common import L2ICommonHparams, L2IStep, label_meta_gradient
+from ._l2i_common import HoldoutFromHparams, L2ICommonHparams, L2IStep, label_meta_gradient
 
 
 @dataclass
@@ -80,7 +80,7 @@ def project_rows(z_new: torch.Tensor, z_old: torch.Tensor) -> torch.Tensor:
 
 
 @register_rule
-class L2IL(MetaRule):
+class L2IL(HoldoutFromHparams, MetaRule):
     """Labels corrected by one step on the hold-out meta-gradient, then trained on."""
 
     name = "l2i_l"
@@ -90,15 +90,6 @@ class L2IL(MetaRule):
     def __init__(self, algo, hp) -> None:
         super().__init__(algo, hp)
         self.core = L2IStep(algo, hp)
-
-    def holdout_batch_size(self) -> int:
-        return self.hp.holdout_batch
-
-    def holdout_mode(self):
-        return self.hp.holdout
-
-    def holdout_fraction(self) -> float:
-        return self.hp.holdout_fraction
 
     def initial_labels(self, s: StepInputs) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""

@@ -34,7 +34,7 @@ import torch
 from ..base import Batch, StepInputs
 from ..meta.functional import parameters_of
 from ..meta.rule import MetaRule, register_rule
-from ._l2i_common import L2ICommonHparams, L2IStep, grad_norm, label_meta_gradient, pull_back
+from ._l2i_common import HoldoutFromHparams, L2ICommonHparams, L2IStep, grad_norm, label_meta_gradient, pull_back
 
 
 @dataclass
@@ -47,7 +47,7 @@ class L2IOHparams(L2ICommonHparams):
 
 
 @register_rule
-class L2IO(MetaRule):
+class L2IO(HoldoutFromHparams, MetaRule):
     """Meta-gradient of the hold-out loss through the imputed labels z(theta) (Eq. 4)."""
 
     name = "l2i_o"
@@ -57,15 +57,6 @@ class L2IO(MetaRule):
     def __init__(self, algo, hp) -> None:
         super().__init__(algo, hp)
         self.core = L2IStep(algo, hp)
-
-    def holdout_batch_size(self) -> int:
-        return self.hp.holdout_batch
-
-    def holdout_mode(self):
-        return self.hp.holdout
-
-    def holdout_fraction(self) -> float:
-        return self.hp.holdout_fraction
 
     def meta_gradients(self, s: StepInputs, x_h: torch.Tensor, y_h: torch.Tensor,
                        inner_lr: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
