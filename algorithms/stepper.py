@@ -31,13 +31,16 @@ class Stepper:
         """Current learning rate of the first parameter group (alpha_t of the papers)."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def step(self, loss: torch.Tensor) -> None:
-        """Backward ``loss`` (scalar), average gradients over workers, take an optimizer step."""
+    def step(self, loss: torch.Tensor, advance_schedule: bool = True) -> None:
+        """Backward ``loss`` (scalar), average gradients over workers, take an optimizer step.
+
+        ``advance_schedule=False`` leaves the lr schedule where it is: for methods whose one
+        iteration takes two optimizer steps (L2I, 001 Alg. 1 lines 6 and 11)."""
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        self._finish()
+        self._finish(advance_schedule)
 
-    def step_with_grads(self, grads: list[torch.Tensor | None]) -> None:
+    def step_with_grads(self, grads: list[torch.Tensor | None], advance_schedule: bool = True) -> None:
         """Take an optimizer step with gradients given in ``model.parameters()`` order."""
         self.optimizer.zero_grad(set_to_none=False)
         for p, g in zip(self.params, grads):
@@ -47,9 +50,9 @@ class Stepper:
                 p.grad = g.detach().clone()
             else:
                 p.grad.copy_(g)
-        self._finish()
+        self._finish(advance_schedule)
 
-    def _finish(self) -> None:
+    def _finish(self, advance_schedule: bool) -> None:
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -62,6 +65,6 @@ class Stepper:
                 p.grad.copy_(flat[offset:offset + n].view_as(p))
                 offset += n
         self.optimizer.step()
-        if self.scheduler is not None:
+        if self.scheduler is not None and advance_schedule:
             self.scheduler.step()
         self.updates += 1

@@ -241,9 +241,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if todo:
             store.check_writable()
-    except UsageError as e:
-        fail(PROG, str(e))
-    except ResultsDirError as e:
+    except (UsageError, ResultsDirError) as e:
         fail(PROG, str(e))
 
     started = time.perf_counter()

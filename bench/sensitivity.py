@@ -156,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{'done' if c.run_id in finished else 'todo'} {c.run_id} {c.algorithm} {hp} seed={c.seed}")
             return 0
         store.check_writable()
-    except UsageError as e:
-        fail(PROG, str(e))
-    except ResultsDirError as e:
+    except (UsageError, ResultsDirError) as e:
         fail(PROG, str(e))
     started = time.perf_counter()
     print(f"{PROG}: study {row['study_id']}: {len(configs)} runs, {len(configs) - len(todo)} already finished, "

@@ -557,9 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         finished = sstore.search(search_id)
         if finished is None:
             ResultStore(env.results_dir).check_writable()
-    except UsageError as e:
-        fail(PROG, str(e))
-    except ResultsDirError as e:
+    except (UsageError, ResultsDirError) as e:
         fail(PROG, str(e))
 
     if finished is not None and finished["final_seeds"] >= args.final_seeds:

@@ -38,9 +38,8 @@ meta-gradient); L2I-L divides by W.
 """
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Literal
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -123,18 +122,6 @@ class L2ICommonHparams:
 
 
 # -- pieces of a meta step on a real model ---------------------------------------------------
-@contextlib.contextmanager
-def scheduler_paused(stepper) -> Iterator[None]:
-    """Take an optimizer step without advancing the lr schedule: an L2I iteration takes two
-    optimizer steps (001 Alg. 1 lines 6 and 11) but is one step of the run's schedule."""
-    sched = stepper.scheduler
-    stepper.scheduler = None
-    try:
-        yield
-    finally:
-        stepper.scheduler = sched
-
-
 def forward_with_features(model: nn.Module, params: Params, x: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits [B, C], features [B, F]) of one functional forward (BN statistics untouched);
     the features are the classifier's input (networks expose ``classifier``)."""
@@ -248,8 +235,7 @@ class L2IStep:
         loss_l = self.algo.labeled_losses(s.logits_l, s).mean()
         loss_u = self.algo.unlabeled_losses(s.logits_u, s).mean()
         loss = loss_l + s.weight * loss_u
-        with scheduler_paused(stepper):
-            stepper.step(loss)
+        stepper.step(loss, advance_schedule=False)
         return s, {"loss": float(loss.detach()), "loss_labeled": float(loss_l.detach()),
                    "loss_unlabeled": float(loss_u.detach()), "unlabeled_weight": float(s.weight),
                    "mask_fraction": float(s.mask.float().mean())}

@@ -48,6 +48,7 @@ from ..base import Batch, LossTerms, StepInputs
 from ..hparams import require
 from ..meta import directional_derivatives, loss_gradient
 from ..meta.rule import MetaRule, register_rule
+from ..meta_semi import sign_weights
 
 if TYPE_CHECKING:
     from ..stepper import Stepper
@@ -162,11 +163,6 @@ class MetaSemiRuleHparams:
 
     def validate(self) -> None:
         _common_validate(self, "meta_semi")
-
-
-def sign_weights(d: torch.Tensor) -> torch.Tensor:
-    """Eq. 9: w_j = 1 where the meta-gradient -alpha d_j <= 0, i.e. d_j >= 0. [N] -> [N] 0/1."""
-    return (d >= 0).to(d.dtype)
 
 
 @register_rule
