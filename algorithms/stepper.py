@@ -31,17 +31,22 @@ class Stepper:
         """Current learning rate of the first parameter group (alpha_t of the papers)."""
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def step(self, loss: torch.Tensor, advance_schedule: bool = True) -> None:
+    def step(self, loss: torch.Tensor, advance_schedule: bool = True,
+             optimizer: torch.optim.Optimizer | None = None) -> None:
         """Backward ``loss`` (scalar), average gradients over workers, take an optimizer step.
 
         ``advance_schedule=False`` leaves the lr schedule where it is: for methods whose one
-        iteration takes two optimizer steps (L2I, 001 Alg. 1 lines 6 and 11)."""
+        iteration takes two optimizer steps (L2I, 001 Alg. 1 lines 6 and 11). ``optimizer``:
+        step with another optimizer over the same parameters (from :meth:`fresh_optimizer`;
+        its lr is set to the schedule's current lr first) instead of the run's."""
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
-        self._finish(advance_schedule)
+        self._finish(advance_schedule, optimizer)
 
-    def step_with_grads(self, grads: list[torch.Tensor | None], advance_schedule: bool = True) -> None:
-        """Take an optimizer step with gradients given in ``model.parameters()`` order."""
+    def step_with_grads(self, grads: list[torch.Tensor | None], advance_schedule: bool = True,
+                        optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Take an optimizer step with gradients given in ``model.parameters()`` order
+        (``optimizer``: as in :meth:`step`)."""
         self.optimizer.zero_grad(set_to_none=False)
         for p, g in zip(self.params, grads):
             if g is None:
@@ -50,9 +55,15 @@ class Stepper:
                 p.grad = g.detach().clone()
             else:
                 p.grad.copy_(g)
-        self._finish(advance_schedule)
+        self._finish(advance_schedule, optimizer)
 
-    def _finish(self, advance_schedule: bool) -> None:
+    def fresh_optimizer(self) -> torch.optim.Optimizer:
+        """An optimizer of the run's class and settings over the same parameters, with its own
+        (empty) state: for a second update per iteration that must not share the first's
+        moments (e.g. Adam's running averages of a different objective's gradients)."""
+        return type(self.optimizer)(self.params, **self.optimizer.defaults)
+
+    def _finish(self, advance_schedule: bool, optimizer: torch.optim.Optimizer | None) -> None:
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
@@ -64,7 +75,12 @@ class Stepper:
                 n = p.numel()
                 p.grad.copy_(flat[offset:offset + n].view_as(p))
                 offset += n
-        self.optimizer.step()
+        if optimizer is None:
+            self.optimizer.step()
+        else:
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
+            optimizer.step()
         if self.scheduler is not None and advance_schedule:
             self.scheduler.step()
         self.updates += 1

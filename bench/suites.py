@@ -28,6 +28,8 @@ class Recipe:
     batch_unlabeled: int = 96
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema_decay: float = 0.999
+    #: per-algorithm values: key = algorithm, base (applies to its compositions too), "+RULE"
+    #: (every composition with that rule) or "BASE+RULE"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     protocol_notes: str = ""
 
@@ -53,14 +55,24 @@ class Suite:
 # ICT ema/lambda_u/alpha 0.9/1/1 13.5, 0.9/10/1 50.2, 0.95/1/1 13.3, 0.95/10/1 51.0, 0.95/1/0.2 11.7,
 # 0.95/0.3/0.2 11.2, 0.95/3/0.2 17.0; VAT eps 0.05 11.2, 0.1 11.7, 0.2 11.0, 0.3 11.7, 0.5 17.2 (supervised: 10.7).
 # MixUp between the circles produces points on neither, hence the small alphas.
+# L2I on the toy (PL base, 6 seeds, 400 steps, val %, O / L): the official inner step (k = 50 / 100 x lr) collapses
+# (48 / 41, inner step 1.5-3 on a 2-4-2 net); with the run's Adam shared by both updates (001 Alg. 1, official
+# code) every scale 0.1-10 gives 13.5-13.8 / 12.7-13.8 (worse than PL's 8.3): the second update replays the
+# first's Adam momentum even for a zero meta-gradient (measured: zeroing the meta-gradient gives the same 37% test
+# error on seed 1), i.e. ~2x PL's step size. With its own Adam (l2i_meta_optimizer separate), scale 1 / 3 / 10 / 30
+# gives O 8.5 / 8.3 / 7.8 / 23.0 and L 8.2 / 6.8 / 5.8 / 7.2 (0.3: L 8.0; 50: O 42.5): scale 10 for both.
+_L2I_TOY = {"l2i_inner_lr_scale": 10.0, "l2i_meta_optimizer": "separate"}
 _TOY_HP = {"pseudo_label": {"threshold": 0.0}, "mean_teacher": {"ema_decay": 0.95}, "meta_semi": {"ema_decay": 0.95},
            "mixmatch": {"lambda_u": 1.0, "alpha": 0.1}, "ict": {"ema_decay": 0.95, "lambda_u": 0.3, "alpha": 0.2},
-           "vat": {"eps": 0.2}}
+           "vat": {"eps": 0.2}, "+l2i_o": _L2I_TOY, "+l2i_l": _L2I_TOY}
 # 150 steps: fast teachers, and milder MixUp (alpha 1 needs ~600 steps to pay off on digits).
 _SMOKE_HP = {"mean_teacher": {"ema_decay": 0.9}, "meta_semi": {"ema_decay": 0.9}, "supervised_mixup": {"alpha": 0.2},
              "mixmatch": {"lambda_u": 10.0, "alpha": 0.1}}
 # MixMatch's lambda_u 75 (CIFAR-10) drives 1k-step digits runs into one-class guesses; 10 measured 7% error.
-_SMALL_HP = {"mean_teacher": {"ema_decay": 0.99}, "meta_semi": {"ema_decay": 0.99}, "mixmatch": {"lambda_u": 10.0}}
+# L2I on digits (PL base, 300 steps, 2 seeds, val %, O / L; PL 21.0): the official k = 50 diverges (inner step 2.5);
+# shared optimizer scale 1 / 3 / 10: 20 / 20, 18 / 20, 27 / 18; separate: 20 / 21, 28 / 20, 44 (diverged) / 22.
+_SMALL_HP = {"mean_teacher": {"ema_decay": 0.99}, "meta_semi": {"ema_decay": 0.99}, "mixmatch": {"lambda_u": 10.0},
+             "+l2i_o": {"l2i_inner_lr_scale": 3.0}, "+l2i_l": {"l2i_inner_lr_scale": 10.0}}
 
 TWO_CIRCLES = Recipe(
     dataset="two_circles", network="mlp_2_4_2", labels=(50,), steps=400, eval_every=40,
@@ -224,8 +236,11 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
         for n_labels in (labels or r.labels):
             for algo, fraction in algos:
                 run_steps = steps if steps is not None else max(1, round(r.steps * fraction))
-                # a composition inherits its base's recipe hyperparameters (e.g. the toy threshold)
-                hp = {**r.hparams.get(algo.partition("+")[0], {}), **r.hparams.get(algo, {})}
+                # a composition inherits its base's recipe hyperparameters (e.g. the toy threshold), then
+                # its rule's (key "+RULE"), then its own (key "BASE+RULE")
+                base, _, rule = algo.partition("+")
+                hp = {**r.hparams.get(base, {}), **(r.hparams.get("+" + rule, {}) if rule else {}),
+                      **r.hparams.get(algo, {})}
                 for seed in range(n_seeds):
                     notes = r.protocol_notes
                     if steps is not None and steps != r.steps:

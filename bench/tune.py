@@ -272,10 +272,17 @@ def _space_of(spec: SearchSpec):
     return tune_spaces.Space(spec.algorithm, params, tune_spaces.paper_hps(spec.algorithm))
 
 
-def make_searcher(spec_space, seed: int):
-    """OptunaSearch over ``spec_space`` (a ``tune_spaces.Space``) with a seeded TPE sampler.
+def startup_trials(trials: int | None) -> int:
+    """Random trials before TPE models the results: Optuna's 10, or a third of a smaller
+    search (at least 2), so that an 8-trial search is not random search in disguise."""
+    return 10 if trials is None else min(10, max(2, trials // 3))
 
-    Same space and seed -> the same sequence of proposals (in the order trials are created).
+
+def make_searcher(spec_space, seed: int, trials: int | None = None):
+    """OptunaSearch over ``spec_space`` (a ``tune_spaces.Space``) with a seeded TPE sampler
+    that starts modelling after :func:`startup_trials` of ``trials`` random proposals.
+
+    Same space, seed and trials -> the same sequence of proposals (in the order trials are created).
     """
     import optuna
     from ray.tune.search.optuna import OptunaSearch
@@ -284,7 +291,7 @@ def make_searcher(spec_space, seed: int):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return OptunaSearch(tune_spaces.to_optuna(spec_space), metric=OBJECTIVE, mode="min",
-                        sampler=optuna.samplers.TPESampler(seed=seed))
+                        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(trials)))
 
 
 def make_scheduler(kind: str, steps: int, eval_every: int):
@@ -422,7 +429,7 @@ def run_search(spec: SearchSpec, env: RunEnv, concurrency: int) -> bool:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(_space_of(spec), spec.seed),
+                search_alg=make_searcher(_space_of(spec), spec.seed, spec.trials),
                 scheduler=make_scheduler(spec.scheduler, spec.base_run["steps"], spec.base_run["eval_every"]),
                 num_samples=spec.trials, max_concurrent_trials=concurrency,
                 trial_dirname_creator=_trial_dirname),

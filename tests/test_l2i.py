@@ -381,3 +381,58 @@ def test_two_workers_equal_one_worker():
         for k in ("holdout_loss_before", "holdout_loss_after", "meta_grad_norm", "label_correction"):
             if k in ref_diag:
                 assert abs(d0[k] - ref_diag[k]) <= 1e-8 * max(1.0, abs(ref_diag[k])), (case, k, d0[k], ref_diag[k])
+
+
+# -- the second update's optimizer: shared moments (papers, official code) or its own ----------
+def _adam_stepper(model, lr=0.01):
+    from algorithms import Comm, Stepper
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    return Stepper(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 ** t), Comm())
+
+
+@pytest.mark.parametrize("rule", ["l2i_o", "l2i_l"])
+def test_separate_meta_optimizer_is_a_fresh_adam_step_on_the_meta_gradient(rule):
+    """With ``separate``, the second update of iteration 0 is Adam's first step from empty
+    moments: -lr * g / (|g| + eps) elementwise for the meta-gradient g (Adam's closed form at
+    t = 1), at the schedule's current lr; with ``shared`` it is not (it carries the first
+    update's moments)."""
+    moves = {}
+    for mode in ("separate", "shared"):
+        algo, batch = _setup(f"pseudo_label+{rule}", {"l2i_meta_optimizer": mode})
+        stepper = _adam_stepper(algo.model)
+        base_algo, _ = _setup("pseudo_label")
+        base_stepper = _adam_stepper(base_algo.model)
+        s = base_algo.prepare(batch, 0)  # the base's own first update, replayed on a twin model
+        base_stepper.step(base_algo.labeled_losses(s.logits_l, s).mean() + s.weight * base_algo.unlabeled_losses(
+            s.logits_u, s).mean(), advance_schedule=False)
+        algo.train_step(batch, 0, stepper)
+        after_base = dict(base_algo.model.named_parameters())
+        moves[mode] = {n: (p.detach() - after_base[n].detach()) for n, p in algo.model.named_parameters()}
+        if mode == "separate":
+            # the meta-gradient the second update used is left in .grad by the stepper
+            for n, p in algo.model.named_parameters():
+                expected = -0.01 * p.grad / (p.grad.abs() + 1e-8)
+                assert torch.allclose(moves[mode][n], expected, atol=1e-12, rtol=1e-9), n
+            assert stepper.scheduler.last_epoch == 1
+            state = algo.state_dict()["rule"]["meta_optimizer"]
+            assert state["state"] and all(int(v["step"]) == 1 for v in state["state"].values())
+    assert any(not torch.allclose(moves["separate"][n], moves["shared"][n]) for n in moves["shared"])
+
+
+def test_separate_meta_optimizer_resumes_from_checkpoint(tmp_path):
+    from tests.test_engine import Recorder
+
+    cfg = RunConfig.from_dict(dict(
+        dataset="two_circles", algorithm="pseudo_label+l2i_o", network="mlp", n_labels=50, steps=40, eval_every=10,
+        batch_labeled=16, batch_unlabeled=32, optim={"name": "adam", "lr": 0.01, "schedule": "constant"},
+        hparams={"holdout_batch": 8, "l2i_meta_optimizer": "separate", "l2i_inner_lr_scale": 5.0}))
+    full = train_run(cfg, RunEnv(str(tmp_path)), reporter=Recorder(), write=False)
+    first = Recorder()
+    train_run(cfg, RunEnv(str(tmp_path)), reporter=first, write=False)
+    mid = first.states[1]
+    assert mid["step"] == 20 and mid["algo"]["rule"]["meta_optimizer"]["state"]
+    resumed = train_run(cfg, RunEnv(str(tmp_path)), reporter=Recorder(mid), write=False)
+    assert resumed.status == full.status == "ok"
+    for k in full.model_state:
+        assert torch.allclose(full.model_state[k], resumed.model_state[k], atol=1e-6), k

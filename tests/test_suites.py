@@ -9,7 +9,7 @@ from algorithms.networks import list_networks
 import datasets
 from bench import presets
 from bench.run import main
-from bench.suites import PROTOCOLS, SUITES, expand, protocols_of
+from bench.suites import PROTOCOLS, SUITES, Suite, expand, protocols_of
 
 _RULE = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -89,6 +89,21 @@ def test_quick_suite_keeps_every_algorithm_and_every_rule_on_both_toy_datasets()
         c.resolved()  # toy hyperparameters use real field names
         if c.algorithm.startswith("pseudo_label") and c.dataset == "two_circles":
             assert c.hparams["threshold"] == 0.0  # compositions inherit their base's recipe hyperparameters
+
+
+def test_recipe_rule_keys_reach_every_composition_with_that_rule_and_nothing_else():
+    from bench.suites import Recipe
+
+    r = Recipe("two_circles", "mlp", (50,), 10, 10, hparams={
+        "pseudo_label": {"threshold": 0.5}, "+l2i_o": {"l2i_inner_lr_scale": 3.0},
+        "mean_teacher+l2i_o": {"l2i_inner_lr_scale": 7.0}})
+    suite = Suite("t", "t", (r,), seeds=1)
+    hp = {c.algorithm: c.hparams for c in expand(suite, algorithms=[
+        "pseudo_label", "pseudo_label+l2i_o", "mean_teacher+l2i_o", "pseudo_label+l2i_l"])}
+    assert hp["pseudo_label"] == {"threshold": 0.5}
+    assert hp["pseudo_label+l2i_o"] == {"threshold": 0.5, "l2i_inner_lr_scale": 3.0}
+    assert hp["mean_teacher+l2i_o"] == {"l2i_inner_lr_scale": 7.0}  # BASE+RULE beats +RULE
+    assert hp["pseudo_label+l2i_l"] == {"threshold": 0.5}
 
 
 def test_toy_suite_is_paper_000_figure_1():

@@ -59,6 +59,28 @@ def test_same_seed_proposes_the_same_first_trials_inside_the_space():
             assert isinstance(v, int) == p.integer
 
 
+def test_small_search_starts_modelling_after_a_third_of_its_trials():
+    """An 8-trial search models results after 2 random proposals (Optuna's default waits 10):
+    told that low lambda_u is good, its third proposal concentrates there, unlike the same
+    seed's random start-up draws."""
+    space = tune_spaces.select(tune_spaces.space_for("mixmatch"), ["lambda_u"])
+
+    def third_proposals(trials):
+        out = []
+        for seed in range(8):
+            searcher = bt.make_searcher(space, seed, trials)
+            for i in range(2):
+                prop = searcher.suggest(f"t{i}")
+                searcher.on_trial_complete(f"t{i}", {bt.OBJECTIVE: prop["lambda_u"]})  # smaller is better
+            out.append(searcher.suggest("t2")["lambda_u"])
+        return out
+
+    modelled, random_ = third_proposals(8), third_proposals(None)
+    assert bt.startup_trials(8) == 2 and bt.startup_trials(None) == 10 and bt.startup_trials(100) == 10
+    assert modelled != random_
+    assert sorted(modelled)[4] < sorted(random_)[4]  # the median proposal moved toward the better region
+
+
 def test_log_scaled_parameter_is_sampled_log_uniformly():
     # Independent check of the scale: log-uniform on [1, 300] puts half the mass below
     # sqrt(300) = 17.3; uniform would put 5.5% there. With no result told, TPE keeps drawing

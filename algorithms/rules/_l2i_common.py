@@ -48,6 +48,7 @@ from torch.func import functional_call
 from ..base import Batch, StepInputs
 from ..hparams import require
 from ..meta.functional import functional_forward, parameters_of, virtual_sgd_step
+from ..meta.rule import MetaRule
 
 Params = dict[str, torch.Tensor]
 
@@ -102,7 +103,10 @@ class L2ICommonHparams:
     default) or ``separate`` (a class-balanced ``holdout_fraction`` of the labeled set, never
     in C_T; 001 Table 6 uses 40%); holdout_batch: global hold-out batch size (the official
     code uses 64 = its labeled batch; 001 Table 5 finds 32-64 best; 32 here, the suite's
-    usual labeled batch).
+    usual labeled batch); l2i_meta_optimizer: the second update of each iteration (L2I-O's
+    meta-gradient step, L2I-L's corrected-label step) with the run's optimizer and its moments
+    (``shared``, 001 Alg. 1 line 11 and the official code) or with an optimizer of the same
+    kind holding its own moments (``separate``; see L2IRuleBase.meta_optimizer).
     """
 
     l2i_inner_lr_scale: float = field(default=50.0, metadata={"range": (1.0, 1000.0), "scale": "log"})
@@ -113,6 +117,7 @@ class L2ICommonHparams:
     holdout: Literal["joint", "separate"] = "joint"
     holdout_fraction: float = 0.4
     holdout_batch: int = 32
+    l2i_meta_optimizer: Literal["shared", "separate"] = "shared"
 
     def validate(self) -> None:
         require(self.l2i_inner_lr_scale > 0, "l2i_inner_lr_scale must be > 0")
@@ -246,9 +251,16 @@ def grad_norm(stepper) -> float:
     return float(torch.sqrt(sum((p.grad.double() ** 2).sum() for p in stepper.params if p.grad is not None)))
 
 
-class HoldoutFromHparams:
-    """Mixin for the L2I rules: the hold-out batch size, mode and fraction are hyperparameters
-    (``holdout_batch``, ``holdout``, ``holdout_fraction``)."""
+class L2IRuleBase(MetaRule):
+    """What both L2I rules share as rules: the step builder ``self.core``, the hold-out batch
+    from the hyperparameters (``holdout_batch``, ``holdout``, ``holdout_fraction``), and the
+    optimizer of the second (meta) update per iteration with its checkpoint state."""
+
+    def __init__(self, algo, hp) -> None:
+        super().__init__(algo, hp)
+        self.core = L2IStep(algo, hp)
+        self._meta_opt: torch.optim.Optimizer | None = None
+        self._pending_state: dict | None = None
 
     def holdout_batch_size(self) -> int:
         return self.hp.holdout_batch
@@ -258,3 +270,29 @@ class HoldoutFromHparams:
 
     def holdout_fraction(self) -> float:
         return self.hp.holdout_fraction
+
+    def meta_optimizer(self, stepper) -> torch.optim.Optimizer | None:
+        """The optimizer of the second update: None (the run's own, ``shared``: the papers'
+        "opt-adam" twice per iteration and the official code) or, for ``separate``, one of
+        the same class and settings with its own moments, so that the second update does not
+        replay the first update's momentum (with a shared Adam a near-zero meta-gradient
+        still moves theta by ~0.9 of the previous step: ~2x the base's effective lr)."""
+        if self.hp.l2i_meta_optimizer == "shared":
+            return None
+        if self._meta_opt is None:
+            self._meta_opt = stepper.fresh_optimizer()
+            if self._pending_state is not None:
+                self._meta_opt.load_state_dict(self._pending_state)
+                self._pending_state = None
+        return self._meta_opt
+
+    def state_dict(self) -> dict:
+        if self._meta_opt is not None:
+            return {"meta_optimizer": self._meta_opt.state_dict()}
+        return {"meta_optimizer": self._pending_state} if self._pending_state is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending_state = state.get("meta_optimizer")
+        if self._meta_opt is not None and self._pending_state is not None:
+            self._meta_opt.load_state_dict(self._pending_state)
+            self._pending_state = None

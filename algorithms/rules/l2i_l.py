@@ -47,8 +47,8 @@ from .. import losses
 from ..base import Batch, StepInputs
 from ..hparams import require
 from ..meta.functional import directional_derivatives, functional_forward, loss_gradient, parameters_of
-from ..meta.rule import MetaRule, register_rule
-from ._l2i_common import HoldoutFromHparams, L2ICommonHparams, L2IStep, label_meta_gradient
+from ..meta.rule import register_rule
+from ._l2i_common import L2ICommonHparams, L2IRuleBase, label_meta_gradient
 
 
 @dataclass
@@ -80,16 +80,12 @@ def project_rows(z_new: torch.Tensor, z_old: torch.Tensor) -> torch.Tensor:
 
 
 @register_rule
-class L2IL(HoldoutFromHparams, MetaRule):
+class L2IL(L2IRuleBase):
     """Labels corrected by one step on the hold-out meta-gradient, then trained on."""
 
     name = "l2i_l"
     Hparams = L2ILHparams
     description = "L2I-L: imputed labels corrected by the hold-out meta-gradient, then trained on"
-
-    def __init__(self, algo, hp) -> None:
-        super().__init__(algo, hp)
-        self.core = L2IStep(algo, hp)
 
     def initial_labels(self, s: StepInputs) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""
@@ -146,7 +142,7 @@ class L2IL(HoldoutFromHparams, MetaRule):
         out["holdout_loss_before"] = core.holdout_value(x_h, y_h)
         z0, z1, g, c_h = self.corrected_labels(s, x_h, y_h, self.hp.l2i_inner_lr_scale * stepper.lr)
         loss = self.hp.l2i_label_weight * self.algo.unlabeled_losses(self.algo.model(s.x_u), s, targets=z1).mean()
-        stepper.step(loss)
+        stepper.step(loss, optimizer=self.meta_optimizer(stepper))
         out["loss_label_step"] = float(comm.all_reduce_mean(loss.detach()))
         out["label_correction"] = float(comm.all_reduce_mean((z1 - z0).abs().sum(dim=1).mean()))
         out["meta_grad_norm"] = float(torch.sqrt(comm.all_reduce_sum((g.double() ** 2).sum())))

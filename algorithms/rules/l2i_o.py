@@ -33,8 +33,8 @@ import torch
 
 from ..base import Batch, StepInputs
 from ..meta.functional import parameters_of
-from ..meta.rule import MetaRule, register_rule
-from ._l2i_common import HoldoutFromHparams, L2ICommonHparams, L2IStep, grad_norm, label_meta_gradient, pull_back
+from ..meta.rule import register_rule
+from ._l2i_common import L2ICommonHparams, L2IRuleBase, grad_norm, label_meta_gradient, pull_back
 
 
 @dataclass
@@ -47,16 +47,12 @@ class L2IOHparams(L2ICommonHparams):
 
 
 @register_rule
-class L2IO(HoldoutFromHparams, MetaRule):
+class L2IO(L2IRuleBase):
     """Meta-gradient of the hold-out loss through the imputed labels z(theta) (Eq. 4)."""
 
     name = "l2i_o"
     Hparams = L2IOHparams
     description = "L2I-O: hold-out meta-gradient through the model's imputed labels (second optimizer step)"
-
-    def __init__(self, algo, hp) -> None:
-        super().__init__(algo, hp)
-        self.core = L2IStep(algo, hp)
 
     def meta_gradients(self, s: StepInputs, x_h: torch.Tensor, y_h: torch.Tensor,
                        inner_lr: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -81,7 +77,7 @@ class L2IO(HoldoutFromHparams, MetaRule):
         out["holdout_loss_before"] = core.holdout_value(x_h, y_h)
         grads, c_h = self.meta_gradients(s, x_h, y_h, self.hp.l2i_inner_lr_scale * stepper.lr)
         names = [n for n, p in self.algo.model.named_parameters() if p.requires_grad]
-        stepper.step_with_grads([grads[n] for n in names])
+        stepper.step_with_grads([grads[n] for n in names], optimizer=self.meta_optimizer(stepper))
         out["meta_grad_norm"] = grad_norm(stepper)
         out["holdout_loss_virtual"] = float(core.comm.all_reduce_mean(c_h))
         out["holdout_loss_after"] = core.holdout_value(x_h, y_h)
