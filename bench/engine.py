@@ -70,7 +70,8 @@ def _one_line(e: BaseException) -> str:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD (Nesterov) or Adam with linear warm-up then cosine-to-zero or constant learning rate."""
+    """SGD (Nesterov) or Adam with linear warm-up then cosine-to-zero, constant, or step decay
+    (x ``gamma`` at each of ``milestones``, counted in steps from the start of the run)."""
     o = cfg.optim
     if o.name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
@@ -86,6 +87,8 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.
         if o.schedule == "cosine":
             t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
             return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
+        if o.schedule == "step":
+            return o.gamma ** sum(step >= m for m in o.milestones)
         return 1.0
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
