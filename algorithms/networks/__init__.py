@@ -24,7 +24,10 @@ name            natural input  what
 ``mlp``         (2,)           D-64-64-C MLP, LeakyReLU 0.1 (toy baseline)
 ``cnn_small``   (1, 28, 28)    small CNN, no BN/dropout (digits 1x8x8, F-MNIST)
 ``cnn_small_bn`` (1, 28, 28)   same with BatchNorm2d after each conv
-``cnn13``       (3, 32, 32)    13-layer Conv-Large (papers 000 Fig. 4, 002 App. D)
+``cnn13``       (3, 32, 32)    13-layer Conv-Large without noise/dropout (002 App. D)
+``cnn13_dropout`` (3, 32, 32)  same with Dropout(0.5) after both max-pools (000 Fig. 4)
+``cnn13_dropout2d`` (3, 32, 32) same with Dropout2d(0.5) (Meta-Gradient SSL's code)
+``cnn13_noise_dropout`` (3, 32, 32) input noise std 0.15 + Dropout(0.5) (Pi, TE, MT)
 ``wrn28_2``     (3, 32, 32)    WRN-28-2 as MixMatch / Oliver et al. (~1.47M)
 ``wrn28_8``     (3, 32, 32)    WRN-28-8 (same, width 8)
 ``resnet26_shake`` (3, 32, 32) ResNet-26 2x96d shake-shake (paper 003 Table 2; ~26.2M)
@@ -91,6 +94,12 @@ def _small_cnn(batch_norm: bool) -> Callable[[tuple[int, ...], int], nn.Module]:
     return build
 
 
+def _cnn13(**options) -> Callable[[tuple[int, ...], int], nn.Module]:
+    def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        return CNN13(in_channels=shape[0], num_classes=num_classes, **options)
+    return build
+
+
 def _wrn(width: int) -> Callable[[tuple[int, ...], int], nn.Module]:
     def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
         return WideResNet(in_channels=shape[0], num_classes=num_classes, depth=28, width=width)
@@ -119,11 +128,22 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
         "cnn_small with BatchNorm2d after each conv",
         "an image shape (C, H, W) with H, W >= 4", (1, 28, 28)),
     NetworkSpec(
-        "cnn13",
-        lambda shape, k: CNN13(in_channels=shape[0], num_classes=k),
-        _image(28),
+        "cnn13", _cnn13(), _image(28),
         "13-layer Conv-Large CNN (Laine & Aila; Tarvainen & Valpola) without noise/dropout, "
         "as Meta-Semi App. D / ICT",
+        "an image shape (C, H, W) with H, W >= 28", (3, 32, 32)),
+    NetworkSpec(
+        "cnn13_dropout", _cnn13(dropout=0.5), _image(28),
+        "cnn13 with Dropout(0.5) after both max-pools (L2I paper 000 Fig. 4; VAT's Conv-Large)",
+        "an image shape (C, H, W) with H, W >= 28", (3, 32, 32)),
+    NetworkSpec(
+        "cnn13_dropout2d", _cnn13(dropout=0.5, dropout_kind="channel"), _image(28),
+        "cnn13 with Dropout2d(0.5) after both max-pools (Meta-Gradient SSL's official ConvLarge)",
+        "an image shape (C, H, W) with H, W >= 28", (3, 32, 32)),
+    NetworkSpec(
+        "cnn13_noise_dropout", _cnn13(dropout=0.5, noise_std=0.15), _image(28),
+        "cnn13 with Gaussian input noise (std 0.15) and Dropout(0.5) after both max-pools "
+        "(Laine & Aila's Pi / TE, Mean Teacher's ConvNet)",
         "an image shape (C, H, W) with H, W >= 28", (3, 32, 32)),
     NetworkSpec(
         "wrn28_2", _wrn(2), _image(8),
