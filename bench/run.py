@@ -32,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", type=csv_list(int), help="comma-separated numbers of labeled examples (default: the recipe's)")
     p.add_argument("--seeds", type=int, help="number of training seeds 0..N-1 (default: the suite's)")
     p.add_argument("--split-seed", type=int, help="fix the labeled split's seed (default: split seed = training seed)")
-    p.add_argument("--preset", help="apply named paper hyperparameters where defined for (algorithm, dataset); "
-                   "see python -m bench.presets")
+    p.add_argument("--preset", help="apply a preset family's paper settings where defined for (algorithm, dataset); "
+                   "BASE+RULE gets its base's entry, then its rule's; see python -m bench.presets")
     p.add_argument("--config-from", metavar="SEARCH_ID", help="use the best hyperparameters of a finished "
                    "python -m bench.tune search (from --results-dir) for its algorithm; recorded as preset search:ID")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
@@ -50,7 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder with dataset files (CIFAR, SVHN, STL-10, Fashion-MNIST)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets (needs internet)")
     p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--dry-run", action="store_true", help="list the runs (and which are finished) and exit")
+    p.add_argument("--protocol", type=csv_list(str), metavar="NAME[,NAME]",
+                   help="run these paper tables (see --list), each with its preset family; --suite full runs them all")
+    p.add_argument("--allow-missing-presets", action="store_true",
+                   help="run protocol cells that have no preset with the dataset's recipe (recorded in the preset field "
+                        "and protocol_notes) instead of refusing them")
+    p.add_argument("--dry-run", action="store_true", help="list the runs (and which are finished) on stdout, the total "
+                   "steps and estimated GPU-hours per network and protocol on stderr, and exit; needs no dataset files")
+    p.add_argument("--json", action="store_true", help="with --dry-run: one JSON object per run on stdout (kind "
+                   "'run': protocols, resolved config, finished, est_gpu_hours) and the totals as JSON on stderr "
+                   "(kinds 'network', 'protocol', 'total')")
     p.add_argument("--list", action="store_true", help="list suites, algorithms, datasets and networks and exit")
     return p
 
@@ -100,9 +109,12 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
         if n <= 0:
             raise UsageError(f"--labels must be positive, got {n}")
     try:
-        configs = expand(SUITES[args.suite], algorithms=args.algorithms, datasets=args.datasets, labels=args.labels,
-                         seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers, network=args.network,
-                         val_protocol=args.val_protocol)
+        if _protocol_mode(args):
+            configs = _protocol_configs(args)
+        else:
+            configs = expand(SUITES[args.suite], algorithms=args.algorithms, datasets=args.datasets, labels=args.labels,
+                             seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers,
+                             network=args.network, val_protocol=args.val_protocol)
         if args.preset:
             configs = [presets.apply(c, args.preset) for c in configs]
             if args.network or args.steps:  # explicit flags win over the preset
@@ -130,7 +142,7 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
             check_network(cfg.network, info.input_shape)
         except (datasets.SplitError, ValueError) as e:
             raise UsageError(str(e)) from None
-    for d in sorted({c.dataset for c in configs}):
+    for d in sorted({c.dataset for c in configs}) if not getattr(args, "dry_run", False) else ():  # plans need no files
         try:
             datasets.check_available(d, args.data_root, args.download)
         except datasets.DatasetUnavailable as e:
@@ -139,6 +151,30 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
                  data_root=os.path.abspath(args.data_root) if args.data_root else None,
                  download=args.download, gpus_per_worker=args.gpus_per_worker)
     return configs, env
+
+
+def _protocol_mode(args: argparse.Namespace) -> bool:
+    """Paper protocols run for --protocol and for --suite full (the papers' tables)."""
+    if getattr(args, "protocol", None) and args.suite not in ("quick", "full"):
+        raise UsageError(f"--protocol runs paper tables of the full suite; it does not combine with --suite {args.suite}")
+    return bool(getattr(args, "protocol", None)) or args.suite == "full"
+
+
+def _protocol_configs(args: argparse.Namespace) -> list[RunConfig]:
+    """The protocols' runs (bench.protocols), the CLI's overrides applied and recorded; their
+    protocol memberships are kept on ``args.protocol_runs`` for the dry run."""
+    from . import protocols
+
+    if args.preset is not None:
+        raise UsageError("--preset does not combine with paper protocols: each protocol names its preset family "
+                         "(see --list)")
+    runs = protocols.expand(args.protocol, seeds=args.seeds, split_seed=args.split_seed, workers=args.workers,
+                            val_protocol=args.val_protocol, allow_missing_presets=args.allow_missing_presets,
+                            algorithms=args.algorithms, datasets=args.datasets, labels=args.labels)
+    runs = [dataclasses.replace(r, config=protocols.with_overrides(r.config, steps=args.steps, network=args.network))
+            for r in runs]
+    args.protocol_runs = runs
+    return [r.config for r in runs]
 
 
 def _parse_value(text: str):
@@ -219,6 +255,32 @@ def check_cluster_resources(args: argparse.Namespace, resources: dict) -> None:
                          f"than the cluster's {gpus:g}")
 
 
+def _print_plan(args: argparse.Namespace, configs: list[RunConfig], finished: set[str]) -> None:
+    """The dry run: each run (a line, or a JSON object with --json), then the totals."""
+    import json
+
+    from . import protocol_plan
+
+    runs = getattr(args, "protocol_runs", None)
+    if runs is not None:  # --hp / --config-from may have changed the configs after expansion
+        runs = [dataclasses.replace(r, config=c) for r, c in zip(runs, configs)]
+    entries = protocol_plan.plan(runs if runs is not None else configs, finished)
+    # stdout: the runs only (scripts read it); stderr: the totals (for the person planning)
+    if args.json:
+        for e in entries:
+            print(json.dumps(e, sort_keys=True, default=str))
+        totals = protocol_plan.network_totals(entries) + protocol_plan.protocol_totals(entries)
+        for obj in totals + [protocol_plan.grand_total(entries)]:
+            print(json.dumps(obj, sort_keys=True, default=str), file=sys.stderr)
+        return
+    for e in entries:
+        where = f" [{','.join(e['protocols'])}]" if e["protocols"] else ""
+        print(f"{'done' if e['finished'] else 'todo'} {e['run_id']} {e['dataset']}/{e['n_labels']} {e['algorithm']} "
+              f"{e['network']} seed={e['seed']} split_seed={e['split_seed']} steps={e['steps']} "
+              f"preset={e['preset'] or '-'}{where}")
+    print(protocol_plan.format_summary(entries), file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
@@ -234,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         finished = store.finished_run_ids() if os.path.isdir(env.results_dir) else set()
         todo = [c for c in configs if c.run_id not in finished]
         if args.dry_run:
-            for c in configs:
-                mark = "done" if c.run_id in finished else "todo"
-                print(f"{mark} {c.run_id} {c.dataset}/{c.n_labels} {c.algorithm} {c.network} seed={c.seed} "
-                      f"split_seed={c.split_seed} steps={c.steps}")
+            _print_plan(args, configs, finished)
             return 0
         if todo:
             store.check_writable()

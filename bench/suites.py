@@ -10,9 +10,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from algorithms import list_algorithms, list_compositions
+from algorithms import list_algorithms
 
 from .config import OptimConfig, RunConfig
+from .protocols import PROTOCOLS, Protocol, protocol_listing, protocols_of  # noqa: F401  (the paper tables, re-exported)
 
 
 @dataclass(frozen=True)
@@ -114,86 +115,6 @@ STL10 = Recipe("stl10", "wrn28_2", (1000,), _PAPER_STEPS, 4096, 32, 96, _PAPER_O
 
 RECIPES: dict[str, Recipe] = {r.dataset: r for r in (TWO_CIRCLES, DIGITS, FASHION, CIFAR10, CIFAR100, SVHN, STL10)}
 
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """One paper table the ``full`` suite reproduces: where its numbers are (paper file number
-    and table), on what (dataset -> label counts, network), which methods, and which preset
-    of :mod:`bench.presets` holds their hyperparameters. ``methods`` are registered algorithm
-    names or ``BASE+RULE`` compositions (a base method with a meta rule), which may not be
-    registered yet: the suite's runs include only registered ones."""
-
-    paper: str
-    table: str
-    labels: dict[str, tuple[int, ...]]
-    network: str
-    methods: tuple[str, ...]
-    preset: str | None
-    notes: str = ""
-
-
-_WRN_BASELINES = ("pseudo_label", "pi_model", "vat", "supervised_mixup")
-PROTOCOLS: dict[str, Protocol] = {
-    "meta_semi_table1": Protocol(
-        "002 Meta-Semi", "Table 1", {"cifar10": (1000, 2000, 4000), "cifar100": (4000, 10000)}, "cnn13",
-        ("supervised", "supervised_mixup", "pi_model", "temporal_ensembling", "mean_teacher", "vat", "ict",
-         "meta_semi", "pseudo_label+l2rw"), "paper_cnn13",
-        "SNTG is not implemented; MT + fast-SWA is mean_teacher with fast_swa, Meta-Semi + ICT is meta_semi with "
-        "ict_weight > 0 (002 Eq. 14); 002 applies L2RW's weights to Meta-Semi's EMA pseudo-labels with MixUp, "
-        "here the l2rw rule acts on Pseudo-Label"),
-    "meta_semi_table2": Protocol(
-        "002 Meta-Semi", "Table 2", {"cifar10": (250, 500, 1000, 2000, 4000), "cifar100": (10000,)}, "wrn28_2",
-        ("mean_teacher", "vat", "mixmatch", "meta_semi"), "paper", "WRN-28 is WRN-28-2 (002 App. D)"),
-    "meta_semi_table3": Protocol("002 Meta-Semi", "Table 3", {"stl10": (1000,)}, "wrn28_2", ("mixmatch", "meta_semi"),
-                                 "paper", "class-balanced labels instead of the predefined folds (see the recipe)"),
-    "meta_semi_table4": Protocol(
-        "002 Meta-Semi", "Table 4", {"svhn": (500, 1000)}, "cnn13",
-        ("vat", "pi_model", "temporal_ensembling", "mean_teacher", "ict", "meta_semi"), "paper_cnn13",
-        "SNTG and Meta-Semi + ICT rows are not implemented"),
-    "l2i_table2": Protocol(
-        "001 L2I (journal)", "Table 2", {"cifar10": (250, 500, 1000), "cifar100": (500, 1000, 2000)}, "wrn28_2",
-        _WRN_BASELINES + ("mean_teacher", "mixmatch", "fixmatch", "mean_teacher+l2i_o", "mixmatch+l2i_o",
-                          "fixmatch+l2i_o", "fixmatch+l2i_l"), "paper",
-        "PL / Pi / VAT / MixUp rows are CIFAR-10 only; which L2I variant Table 2 reports per base is not stated "
-        "(Table 10 compares O and L for FixMatch)"),
-    "l2i_conf_table1": Protocol(
-        "000 L2I (conference)", "Table 1", {"cifar10": (250, 500, 1000, 2000, 4000),
-                                           "cifar100": (1000, 2000, 3000, 4000, 5000)}, "cnn13",
-        ("supervised", "pseudo_label", "pseudo_label+l2i_l", "pseudo_label+l2i_o"), None,
-        "option 1 = learnable labels (l2i_l), option 2 = model output (l2i_o); 000 App. A.2 Exp. 2 settings "
-        "(Adam 0.003, batch 50, 40k steps, lambda 75 linear over 40%) are not a preset yet"),
-    "l2i_conf_table2": Protocol(
-        "000 L2I (conference)", "Table 2", {"cifar10": (250, 500, 1000, 2000, 4000),
-                                           "cifar100": (1000, 2000, 3000, 4000, 5000)}, "wrn28_2",
-        _WRN_BASELINES + ("mean_teacher", "mixmatch", "mean_teacher+l2i_l", "mean_teacher+l2i_o", "mixmatch+l2i_l",
-                          "mixmatch+l2i_o"), "paper", "PL / Pi / VAT / MixUp rows are CIFAR-10 only"),
-    "meta_grad_table1": Protocol(
-        "003 Meta-Gradient SSL", "Table 1", {"svhn": (1000,), "cifar10": (4000,), "cifar100": (10000,)}, "cnn13",
-        ("pi_model", "temporal_ensembling", "mean_teacher", "vat", "pseudo_label+meta_grad"), "paper_cnn13",
-        "003's Conv-Large is the 13-layer CNN (cnn13 here); the method's own settings (OFFICIAL_CODE_NOTES: SGD 0.1, "
-        "400k steps, batch 128 + 128) are not a preset yet; the name of its composition is provisional"),
-}
-
-
-def protocols_of(method: str) -> list[str]:
-    """Names of the protocols in :data:`PROTOCOLS` that list ``method``."""
-    return [name for name, p in PROTOCOLS.items() if method in p.methods]
-
-
-def protocol_listing() -> str:
-    """One line per protocol, then one per method with the protocols it belongs to."""
-    lines = ["full-suite protocols (paper table: datasets/labels, network, preset: methods):"]
-    for name, p in PROTOCOLS.items():
-        data = "; ".join(f"{d} {'/'.join(map(str, n))}" for d, n in p.labels.items())
-        lines.append(f"  {name}: {p.paper} {p.table}: {data}, {p.network}, preset {p.preset or '-'}: "
-                     + ", ".join(p.methods))
-    methods = sorted({m for p in PROTOCOLS.values() for m in p.methods})
-    registered = set(list_algorithms()) | set(list_compositions())
-    lines.append("methods -> protocols (* = not registered yet, not run by the full suite):")
-    width = max(map(len, methods)) + 1
-    lines += [f"  {(m if m in registered else m + '*').ljust(width)} {', '.join(protocols_of(m))}" for m in methods]
-    return "\n".join(lines)
 
 
 _QUICK_RULES = ("l2i_o", "l2i_l", "meta_semi", "l2rw", "meta_grad")

@@ -62,7 +62,7 @@ def test_full_suite_runs_registered_algorithms_only_and_lists_protocol_membershi
     assert all(name in described for name in PROTOCOLS)
     # Membership is the inverse of the table, computed here by hand for two methods.
     assert protocols_of("meta_semi") == ["meta_semi_table1", "meta_semi_table2", "meta_semi_table3", "meta_semi_table4"]
-    assert protocols_of("fixmatch") == ["l2i_table2"]
+    assert protocols_of("fixmatch") == ["l2i_table2", "l2i_table10"]
 
 
 def test_list_prints_every_protocol_and_method(capsys):
