@@ -113,6 +113,9 @@ class Algorithm:
     #: and ``labeled_losses`` / ``unlabeled_losses`` (BaseMethod does)
     composable: ClassVar[bool] = False
     not_composable_because: ClassVar[str] = ""
+    #: names of the scalars ``train_step`` returns (results columns diag_<name>); subclasses
+    #: declare their own additions, the results schema takes the union over the class hierarchy
+    diagnostics: ClassVar[tuple[str, ...]] = ("loss", "loss_labeled", "loss_unlabeled", "unlabeled_weight")
 
     def __init__(self, model: nn.Module, hp, ctx: TrainContext) -> None:
         self.model = model
@@ -191,6 +194,7 @@ class BaseMethod(Algorithm):
     #: whether :meth:`impute` needs a second augmented view of x_u (teachers do; Pseudo-Label does not)
     needs_teacher_view: ClassVar[bool] = True
     composable = True
+    diagnostics = ("mask_fraction",)
 
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample d(f(T(x_u)), z): logits [b, C], targets [b, C] -> [b]."""

@@ -61,6 +61,7 @@ class ICT(EMATeacherMixin, BaseMethod):
     """
 
     name = "ict"
+    diagnostics = ('mixup_lambda',)  # results columns diag_<name>
     Hparams = ICTHparams
     description = "interpolation consistency: mean-teacher targets mixed like the MixUp'ed unlabeled inputs"
 

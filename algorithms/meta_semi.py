@@ -87,6 +87,7 @@ class MetaSemi(Algorithm):
     """Meta-Semi with EMA soft pseudo-labels and MixUp; see the module docstring."""
 
     name = "meta_semi"
+    diagnostics = ('kept_fraction', 'loss_meta', 'loss_ict')  # results columns diag_<name>
     Hparams = MetaSemiHparams
     description = "Meta-Semi: keep pseudo-labeled samples whose meta-gradient is <= 0"
     not_composable_because = "it is already a meta method; compose a base with the meta_semi rule instead (e.g. pseudo_label+meta_semi)"

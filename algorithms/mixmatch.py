@@ -83,6 +83,7 @@ class MixMatch(BaseMethod):
     d = softmax squared error / C; lambda(t) = lambda_u * linear ramp-up. See the module docstring."""
 
     name = "mixmatch"
+    diagnostics = ('mixup_lambda', 'guess_max_prob')  # results columns diag_<name>
     Hparams = MixMatchHparams
     description = "MixMatch: sharpened K-view label guesses, MixUp of labeled and unlabeled, squared error"
 

@@ -35,6 +35,7 @@ class SupervisedMixup(Algorithm):
     """
 
     name = "supervised_mixup"
+    diagnostics = ('mixup_lambda',)  # results columns diag_<name>
     Hparams = SupervisedMixupHparams
     uses_unlabeled = False
     description = "labeled cross-entropy on MixUp of the labeled batch"

@@ -106,6 +106,7 @@ class VAT(Algorithm):
     """
 
     name = "vat"
+    diagnostics = ('vat_kl', 'entropy')  # results columns diag_<name>
     Hparams = VATHparams
     description = "virtual adversarial training: KL to the prediction at the worst-case perturbation (+EntMin)"
     not_composable_because = "its unlabeled term is a KL to an adversarially perturbed input, not a distance to imputed targets a rule could change"

@@ -27,7 +27,7 @@ from algorithms import Batch, Comm, Stepper, TrainContext, get_algorithm, make_c
 from algorithms.ema import WeightEMA
 from algorithms.networks import build_network
 from datasets.augment import strong_augment_for, weak_augment_for
-from results import ResultStore, last_k_median
+from results import ResultsDirError, ResultStore, last_k_median
 
 from .config import RunConfig, RunEnv
 from .sampling import EpochSampler
@@ -54,6 +54,7 @@ class RunOutcome:
     run_row: dict
     eval_rows: list[dict] = field(default_factory=list)
     model_state: dict | None = None  # this worker's final weights (tests compare workers with them)
+    write_error: str = ""  # one line (path and cause) when the run's rows or checkpoint could not be written
 
     @property
     def status(self) -> str:
@@ -246,10 +247,20 @@ class _Run:
                     metrics[f"val_loss_{model_name}"] = loss
         return metrics
 
+    def reduce_diagnostics(self, sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
+        """Mean of each diagnostic over the steps that reported it, then over workers (a
+        worker's value is its shard's; the all-reduced mean is the global batch's, as with one
+        worker). Every worker reports the same names at the same steps."""
+        means = {k: sums[k] / counts[k] for k in sorted(sums)}
+        if self.comm.world_size > 1 and means:
+            reduced = self.comm.all_reduce_mean(torch.tensor(list(means.values()), dtype=torch.float64))
+            means = dict(zip(means, (float(v) for v in reduced)))
+        return means
+
     def train(self, reporter: Reporter) -> None:
         cfg = self.cfg
         sums: dict[str, float] = {}
-        count = 0
+        counts: dict[str, int] = {}
         evals_done = 0
         while self.step < cfg.steps:
             t0 = time.perf_counter()
@@ -265,11 +276,11 @@ class _Run:
                 raise Diverged(f"training loss is not finite at step {self.step}")
             for k, v in diag.items():
                 sums[k] = sums.get(k, 0.0) + v
-            count += 1
+                counts[k] = counts.get(k, 0) + 1
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                means = {k: v / count for k, v in sums.items()}
+                means = self.reduce_diagnostics(sums, counts)
                 metrics = self.evaluate_all(means)
-                sums, count = {}, 0
+                sums, counts = {}, {}
                 evals_done += 1
                 metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
                                loss=means.get("loss", float("nan")))
@@ -291,13 +302,18 @@ class _Run:
         return float((everyone - everyone[0]).abs().max())
 
     def summary_row(self, status: str, error_message: str, wall: float) -> dict:
+        """The run's row. ``test_error``/``val_error`` (median of the last ``eval_last_k`` EMA
+        evaluations) exist only for an ok run: a failed or diverged run's partial errors stay
+        in its eval rows and never reach the headline columns (NaN here, null in Parquet)."""
         cfg = self.cfg
         ema_test = [r["error"] for r in self.eval_rows if r["model"] == "ema" and r["split"] == "test"]
         ema_val = [r["error"] for r in self.eval_rows if r["model"] == "ema" and r["split"] == "val"]
+        ok = status == "ok"
         return {
             "split_hash": self.split.split_hash, "steps_done": self.step, "status": status,
             "error_message": error_message,
-            "test_error": last_k_median(ema_test, cfg.eval_last_k), "val_error": last_k_median(ema_val, cfg.eval_last_k),
+            "test_error": last_k_median(ema_test, cfg.eval_last_k) if ok else float("nan"),
+            "val_error": last_k_median(ema_val, cfg.eval_last_k) if ok else float("nan"),
             "wall_time_s": wall, "steps_per_s": self.step / max(1e-9, self.train_seconds),
             "n_val": int(self.split.val.shape[0]), "n_unlabeled": int(self.x_u.shape[0]),
             "worker_param_divergence": self.worker_divergence() if status == "ok" else float("nan"),
@@ -337,6 +353,7 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
     row = _base_row(cfg, run_id)
     row.update(environment_columns(device, cfg.workers))
     run = None
+    write_error = ""
     try:
         run = _Run(cfg, env, comm, device)
         state = reporter.restore()
@@ -346,6 +363,8 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
         status, message = "ok", ""
     except Diverged as e:
         status, message = "diverged", _one_line(e)
+    except ResultsDirError as e:  # a checkpoint could not be saved: the storage failed, not the method
+        status, message, write_error = "failed", _one_line(e), str(e)
     except Exception as e:  # a failed run is a result too: record it and let the suite go on
         status, message = "failed", _one_line(e)
     wall = time.perf_counter() - started
@@ -359,5 +378,8 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
         row.update(status=status, error_message=message, wall_time_s=wall)
     row["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if write and comm.rank == 0:
-        ResultStore(env.results_dir).write_run(row, eval_rows)
-    return RunOutcome(row, eval_rows, model_state)
+        try:
+            ResultStore(env.results_dir).write_run(row, eval_rows)
+        except ResultsDirError as e:  # nothing recorded: the driver is told, a re-run redoes the run
+            write_error = str(e)
+    return RunOutcome(row, eval_rows, model_state, write_error)

@@ -9,16 +9,24 @@ its own would deadlock a machine with exactly W CPUs (RAY_NOTES.md).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import shutil
+import sys
 import tempfile
 import time
 from typing import Any
 
 import torch
 
+from . import ray_node
+from .checkpoint import load_state, save_state
 from .config import RunConfig, RunEnv
+from .grid_progress import GridOutcome, make_progress_callback
+from .ray_node import DEFAULT_CONNECT_TIMEOUT_S, RayStartError
 
-_CKPT_FILE = "state.pt"
+# Processes that were this driver's children before it started a local Ray (not Ray's).
+_PRE_EXISTING: dict[int, str] | None = None
 
 
 def _set_ray_env(local: bool) -> None:
@@ -27,39 +35,78 @@ def _set_ray_env(local: bool) -> None:
                 "RAY_DEDUP_LOGS": "0", "RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                 # Our checkpoints are small and frequent; Tune's snapshot-frequency warning is noise here.
                 "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-    if local:
-        defaults["RAY_AUTH_MODE"] = "disabled"
     for k, v in defaults.items():
         os.environ.setdefault(k, v)
+    if local:
+        ray_node.lockdown_env()
 
 
-def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = None) -> dict[str, float]:
-    """Join the cluster at ``address`` (or ``RAY_ADDRESS``) or start a small local Ray.
+class _NoRestoreHint(logging.Filter):
+    """Drops Tune's "Resume experiment with: Tuner.restore(...)": these CLIs resume by running
+    the same command again, which they say themselves."""
 
-    Returns the cluster's total resources.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage()
+
+
+def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = None,
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> dict[str, float]:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``) or start a small local Ray bound to
+    127.0.0.1 with token authentication (bench.ray_node).
+
+    A cluster that does not answer within ``connect_timeout`` seconds raises RayStartError
+    (one line). Returns the cluster's total resources.
     """
-    import ray
-
+    global _PRE_EXISTING
     address = address or os.environ.get("RAY_ADDRESS")
     _set_ray_env(local=not address)
+    import ray
+
+    logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
     if ray.is_initialized():
         return ray.cluster_resources()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     # Workers must import the project even where it is not pip-installed.
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}}
     if address:
+        ray_node.probe_cluster(address, connect_timeout)
         ray.init(address=address, runtime_env=runtime_env, logging_level="warning", log_to_driver=False)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=256 * 1024 ** 2,
-                 logging_level="warning", log_to_driver=False, runtime_env=runtime_env)
+        return ray.cluster_resources()
+    _PRE_EXISTING = ray_node.descendants()
+    ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, object_store_memory=256 * 1024 ** 2,
+             logging_level="warning", log_to_driver=False, runtime_env=runtime_env)
+    try:
+        ray_node.check_loopback(ray.get_runtime_context().gcs_address)
+    except RayStartError:
+        stop_ray()
+        raise
     return ray.cluster_resources()
 
 
+def local_ray_processes() -> dict[int, str]:
+    """{pid: start time} of the processes of the local Ray this driver started (empty if none)."""
+    if _PRE_EXISTING is None:
+        return {}
+    mine = ray_node.descendants()
+    for pid in _PRE_EXISTING:  # children the driver had before Ray, and theirs
+        for p in [pid, *ray_node.descendants(pid)]:
+            mine.pop(p, None)
+    return mine
+
+
 def stop_ray() -> None:
+    """Shut Ray down; for a local Ray, also end its processes that outlive the shutdown (the
+    dashboard and runtime-env agents otherwise linger for about 100 s)."""
+    global _PRE_EXISTING
+    if "ray" not in sys.modules:
+        return
     import ray
 
     if ray.is_initialized():
+        procs = local_ray_processes()
         ray.shutdown()
+        ray_node.end_processes(procs)
+    _PRE_EXISTING = None
 
 
 class _TuneReporter:
@@ -72,8 +119,8 @@ class _TuneReporter:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, _CKPT_FILE))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            save_state(state, d)
+            _persisting(lambda: tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d)))
 
     def restore(self) -> dict | None:
         from ray import tune
@@ -92,8 +139,8 @@ class _TrainReporter:
             ray.train.report(metrics)
             return
         with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, _CKPT_FILE))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+            save_state(state, d)
+            _persisting(lambda: ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)))
 
     def restore(self) -> dict | None:
         import ray.train
@@ -101,11 +148,23 @@ class _TrainReporter:
         return _load_checkpoint(ray.train.get_checkpoint())
 
 
+def _persisting(report) -> None:
+    """Run a checkpointing report; a failed write to Ray's storage becomes a ResultsDirError
+    naming the path and the cause (a full disk is not a failure of the run's method)."""
+    from results import ResultsDirError, write_error_message
+
+    try:
+        report()
+    except OSError as e:
+        raise ResultsDirError(write_error_message("could not save a checkpoint", e)) from None
+
+
 def _load_checkpoint(ckpt) -> dict | None:
+    """The run state in a Ray checkpoint (bench.checkpoint: weights_only, refused otherwise)."""
     if ckpt is None:
         return None
     with ckpt.as_directory() as d:
-        return torch.load(os.path.join(d, _CKPT_FILE), weights_only=False)
+        return load_state(d)
 
 
 def _threads_for_trial() -> None:
@@ -117,7 +176,7 @@ def _threads_for_trial() -> None:
 def _final_metrics(outcome) -> dict:
     r = outcome.run_row
     return {"done": True, "status": r["status"], "steps_done": r["steps_done"], "val_error_final": r["val_error"],
-            "steps_per_s": r["steps_per_s"]}
+            "steps_per_s": r["steps_per_s"], "write_error": outcome.write_error}
 
 
 def _train_loop_per_worker(job: dict) -> None:
@@ -170,6 +229,8 @@ def run_trial(job: dict) -> None:
         ),
     )
     trainer.fit()
+    # The run's rows are in the store: its Train storage (checkpoints, state) is spent.
+    shutil.rmtree(os.path.join(env.results_dir, "ray", f"train-{cfg.run_id}"), ignore_errors=True)
 
 
 def _trial_resources(job: dict) -> dict[str, float]:
@@ -183,68 +244,84 @@ def _trial_resources(job: dict) -> dict[str, float]:
     return res
 
 
-def _make_progress_callback(total: int):
-    from ray.tune import Callback
-
-    class Progress(Callback):
-        """One line per evaluation and per finished run (Tune's own output is off)."""
-
-        def __init__(self) -> None:
-            self.done = 0
-            self.started = time.perf_counter()
-
-        def _name(self, trial) -> str:
-            r = trial.config["job"]["run"]
-            return f"{r['dataset']}/{r['n_labels']} {r['algorithm']} seed={r['seed']}"
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            if result.get("done"):
-                return
-            steps = trial.config["job"]["run"]["steps"]
-            err = result.get("val_error_ema", float("nan"))
-            print(f"[{self.done}/{total} done, {time.perf_counter() - self.started:6.0f}s] {self._name(trial)}: "
-                  f"step {result.get('steps_done', 0)}/{steps} val err {100 * err:.1f}% "
-                  f"({result.get('steps_per_s', 0):.1f} steps/s)", flush=True)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.done += 1
-            status = (trial.last_result or {}).get("status", "?")
-            print(f"[{self.done}/{total} done, {time.perf_counter() - self.started:6.0f}s] {self._name(trial)}: "
-                  f"finished ({status})", flush=True)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self.done += 1
-            print(f"[{self.done}/{total} done] {self._name(trial)}: trial crashed ({trial.error_file or 'no log'})",
-                  flush=True)
-
-    return Progress()
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The first OSError in an exception's cause/context chain (Tune wraps storage errors)."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
 
 
-def run_grid(configs: list[RunConfig], env: RunEnv, name: str, max_concurrent: int) -> None:
-    """Run every config as a Tune trial (a grid over run configs); results land in the store."""
+def prune_experiment(exp_dir: str, keep_logs: bool) -> None:
+    """Free a finished grid's Ray storage: its checkpoints always (the rows are in the store),
+    the whole experiment directory unless trials crashed (their error logs stay)."""
+    if not keep_logs:
+        shutil.rmtree(exp_dir, ignore_errors=True)
+    elif os.path.isdir(exp_dir):
+        for root, dirs, _ in os.walk(exp_dir):
+            for d in [d for d in dirs if d.startswith("checkpoint_")]:
+                shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+                dirs.remove(d)
+    try:
+        os.rmdir(os.path.dirname(exp_dir))  # results_dir/ray, if nothing else is left there
+    except OSError:
+        pass
+
+
+def run_grid(configs: list[RunConfig], env: RunEnv, name: str, max_concurrent: int) -> GridOutcome:
+    """Run every config as a Tune trial (a grid over run configs); results land in the store.
+
+    Ray's storage is ``results_dir/ray/<name>``: at most the last checkpoint of each run while
+    it is in flight, pruned when the grid ends (:func:`prune_experiment`). Ctrl-C raises
+    KeyboardInterrupt here (Tune's own handler is off: a re-run of the command resumes, by
+    skipping finished runs). A failed write of Ray's own state raises ResultsDirError (one
+    line, path and cause); failed writes of runs' rows are in the returned GridOutcome.
+    """
     from ray import tune
+
+    from results import ResultsDirError, write_error_message
 
     jobs = [{"run": c.to_dict(), "env": dataclasses.asdict(env)} for c in configs]
     for j in jobs:  # OptimConfig is a nested dataclass: keep plain dicts for Tune's config
         j["run"]["optim"] = dict(j["run"]["optim"])
+    outcome = GridOutcome()
+    storage = os.path.join(env.results_dir, "ray")
     trainable = tune.with_resources(run_trial_config, resources=lambda config: _trial_resources(config["job"]))
     tuner = tune.Tuner(
         trainable,
         param_space={"job": tune.grid_search(jobs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=max(1, max_concurrent), reuse_actors=True),
         run_config=tune.RunConfig(
-            name=name, storage_path=os.path.join(env.results_dir, "ray"), verbose=0,
-            callbacks=[_make_progress_callback(len(jobs))],
+            name=name, storage_path=storage, verbose=0,
+            callbacks=[make_progress_callback(len(jobs), outcome)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             failure_config=tune.FailureConfig(max_failures=0),
         ),
     )
-    import logging
-
     # Per-trial metrics live in our Parquet tables; Tune's complaint that its own result
     # files are absent (auto loggers are off) is noise.
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    tuner.fit()
+    previous = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        tuner.fit()
+    except Exception as e:
+        cause = _os_error_in(e)
+        if cause is None:
+            raise
+        prune_experiment(os.path.join(storage, name), keep_logs=True)
+        raise ResultsDirError(write_error_message(f"Ray could not write its experiment state under "
+                                                  f"{os.path.join(storage, name)}", cause)) from None
+    finally:
+        if previous is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
+    prune_experiment(os.path.join(storage, name), keep_logs=bool(outcome.crashed))
+    return outcome
 
 
 def run_trial_config(config: dict[str, Any]) -> None:

@@ -1,26 +1,41 @@
 """Column schema of the two results tables (runs, evals) and row -> Arrow conversion.
 
-runs:  one row per run. Required columns are ``RUNS_REQUIRED``; hyperparameters are
-       extra columns named ``hp_<name>`` stored with their natural type (bool, int64,
-       float64 or string; lists/dicts are stored as JSON strings).
-evals: one row per evaluation point. Required columns are ``EVALS_REQUIRED``; method
-       diagnostics are extra float64 columns named ``diag_<name>``.
+Every runs file has the same columns, and so has every evals file, so any Parquet reader
+(pyarrow.dataset, DuckDB, polars) takes a whole results directory with default options:
 
-Other extra columns are accepted too (the required set is a minimum) and stored with
-their natural type.
+runs:  ``RUNS_REQUIRED`` + ``RUNS_OPTIONAL`` (null where a writer has no value) +
+       ``hparams_json`` (every hyperparameter of the run, JSON object) + one ``hp_<name>``
+       column per hyperparameter of any registered algorithm or meta rule (typed from its
+       Hparams field; null where the run's algorithm has no such field).
+evals: ``EVALS_REQUIRED`` + ``EVALS_OPTIONAL`` + ``diagnostics`` (map name -> float64, every
+       diagnostic of the evaluation) + one float64 ``diag_<name>`` column per diagnostic
+       declared by any registered algorithm or rule (class attribute ``diagnostics``).
+
+The hp_/diag_ column sets come from the registry, so a new algorithm or rule adds its
+columns by declaring its Hparams and diagnostics; files written before it lack them, and
+``python -m results.migrate DIR`` rewrites such files to the current columns. Names that no
+registered class declares are kept in ``hparams_json`` / ``diagnostics`` (never lost). The
+column set is fingerprinted in each file's metadata (:func:`columns_id`).
+
+Failed and diverged runs store null ``test_error`` and ``val_error``: those headline
+columns only hold finished runs' results (progress so far is in the evals rows).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
 import json
 import math
 import numbers
+import typing
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 STATUSES = ("ok", "failed", "diverged")
 SPLITS = ("val", "test")
@@ -28,6 +43,8 @@ MODELS = ("ema", "raw", "swa")  # swa: fast-SWA average (mean_teacher fast_swa)
 
 HP_PREFIX = "hp_"
 DIAG_PREFIX = "diag_"
+HPARAMS_JSON = "hparams_json"
+DIAGNOSTICS = "diagnostics"
 
 RUNS_REQUIRED: dict[str, pa.DataType] = {
     "run_id": pa.string(),
@@ -60,6 +77,21 @@ RUNS_REQUIRED: dict[str, pa.DataType] = {
     "finished_at": pa.string(),
 }
 
+# Written by the engine; rows from other writers may omit them (stored null).
+RUNS_OPTIONAL: dict[str, pa.DataType] = {
+    "val_protocol": pa.string(),
+    "preset": pa.string(),
+    "batch_labeled": pa.int64(),
+    "batch_unlabeled": pa.int64(),
+    "ema_decay": pa.float64(),
+    "optimizer": pa.string(),
+    "lr": pa.float64(),
+    "eval_every": pa.int64(),
+    "n_val": pa.int64(),
+    "n_unlabeled": pa.int64(),
+    "worker_param_divergence": pa.float64(),
+}
+
 EVALS_REQUIRED: dict[str, pa.DataType] = {
     "run_id": pa.string(),
     "step": pa.int64(),
@@ -69,22 +101,88 @@ EVALS_REQUIRED: dict[str, pa.DataType] = {
     "loss": pa.float64(),
 }
 
+# Columns that later writers add to eval rows (null where a writer has no value).
+EVALS_OPTIONAL: dict[str, pa.DataType] = {}
+
 # String columns for which None is accepted and stored as "".
 _OPTIONAL_TEXT = {"error_message", "protocol_notes"}
 # Float columns that are error fractions and must lie in [0, 1] when finite.
 _FRACTIONS = {"test_error", "val_error", "error"}
+# Headline results: null unless the run finished ok.
+_HEADLINE = ("test_error", "val_error")
+_DIAG_MAP = pa.map_(pa.string(), pa.float64())
 
 
-def runs_schema(extra: Mapping[str, pa.DataType] | None = None) -> pa.Schema:
-    fields = [pa.field(n, t) for n, t in RUNS_REQUIRED.items()]
-    fields += [pa.field(n, t) for n, t in (extra or {}).items()]
+# ---------------------------------------------------------------- columns from the registry
+
+def _arrow_type(hint: Any) -> pa.DataType:
+    """Arrow type of an Hparams field: bool, int64, float64 or string (anything else is
+    stored as JSON text)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Literal:
+        kinds = {_arrow_type(type(a)) for a in args}
+        return kinds.pop() if len(kinds) == 1 else pa.string()
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        inner = [a for a in args if a is not type(None)]
+        return _arrow_type(inner[0]) if len(inner) == 1 else pa.string()
+    return {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}.get(hint, pa.string())
+
+
+def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    if a == b:
+        return a
+    if {a, b} == {pa.int64(), pa.float64()}:
+        return pa.float64()
+    return pa.string()
+
+
+def _declared_diagnostics(cls: type) -> set[str]:
+    """Diagnostics declared by ``cls`` and its bases (class attribute ``diagnostics``)."""
+    return {n for k in cls.__mro__ for n in vars(k).get("diagnostics", ())}
+
+
+@functools.cache
+def registry_columns() -> tuple[dict[str, pa.DataType], tuple[str, ...]]:
+    """({hp_<name>: type} over every registered algorithm's and rule's Hparams fields,
+    sorted diag_<name> over every declared diagnostic)."""
+    from algorithms import get_algorithm, list_algorithms, list_rules
+    from algorithms.meta.rule import get_rule
+
+    classes = [get_algorithm(n) for n in list_algorithms()] + [get_rule(n) for n in list_rules()]
+    hp: dict[str, pa.DataType] = {}
+    diag: set[str] = set()
+    for cls in classes:
+        hints = typing.get_type_hints(cls.Hparams)
+        for f in dataclasses.fields(cls.Hparams):
+            t = _arrow_type(hints[f.name])
+            name = HP_PREFIX + f.name
+            hp[name] = _unify(hp[name], t) if name in hp else t
+        diag |= _declared_diagnostics(cls)
+    return dict(sorted(hp.items())), tuple(sorted(DIAG_PREFIX + d for d in diag))
+
+
+def runs_schema() -> pa.Schema:
+    """The schema of every runs file written by this version of the suite."""
+    hp, _ = registry_columns()
+    fields = [pa.field(n, t) for n, t in {**RUNS_REQUIRED, **RUNS_OPTIONAL}.items()]
+    fields.append(pa.field(HPARAMS_JSON, pa.string()))
+    fields += [pa.field(n, t) for n, t in hp.items()]
     return pa.schema(fields)
 
 
-def evals_schema(extra: Mapping[str, pa.DataType] | None = None) -> pa.Schema:
-    fields = [pa.field(n, t) for n, t in EVALS_REQUIRED.items()]
-    fields += [pa.field(n, t) for n, t in (extra or {}).items()]
+def evals_schema() -> pa.Schema:
+    """The schema of every evals file written by this version of the suite."""
+    _, diag = registry_columns()
+    fields = [pa.field(n, t) for n, t in {**EVALS_REQUIRED, **EVALS_OPTIONAL}.items()]
+    fields.append(pa.field(DIAGNOSTICS, _DIAG_MAP))
+    fields += [pa.field(n, pa.float64()) for n in diag]
     return pa.schema(fields)
+
+
+def columns_id(schema: pa.Schema) -> str:
+    """Fingerprint of a schema's column names and types (stored in each file's metadata)."""
+    blob = ";".join(f"{f.name}:{f.type}" for f in schema)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- value coercion
@@ -147,8 +245,25 @@ def _check_run_id(run_id: str) -> None:
 
 # ---------------------------------------------------------------- tables
 
+def _typed(name: str, value: Any, typ: pa.DataType, where: str) -> Any:
+    """A value for a registry (hp_) column of type ``typ``; ValueError if it does not fit."""
+    if value is None:
+        return None
+    if pa.types.is_string(typ):
+        return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=_json_default)
+    v, natural = _natural(name, value, where)
+    if natural == typ or (pa.types.is_float64(typ) and pa.types.is_int64(natural)):
+        return float(v) if pa.types.is_float64(typ) else v
+    raise ValueError(f"{where}: column {name!r} holds {typ}, got {type(value).__name__} ({value!r:.60})")
+
+
 def run_table(run_row: Mapping[str, Any]) -> pa.Table:
-    """Validate one run row and return it as a one-row Arrow table."""
+    """Validate one run row and return it as a one-row Arrow table of :func:`runs_schema`.
+
+    ``hp_*`` keys are the run's hyperparameters: all go to ``hparams_json``, and those of a
+    registered algorithm or rule to their own column too. Any other key must be a column
+    of the schema (ValueError otherwise: a new column is declared in this module).
+    """
     where = f"run row {run_row.get('run_id', '?')!r}"
     missing = [n for n in RUNS_REQUIRED if n not in run_row]
     if missing:
@@ -159,23 +274,40 @@ def run_table(run_row: Mapping[str, Any]) -> pa.Table:
     _check_run_id(values["run_id"])
     if values["status"] not in STATUSES:
         raise ValueError(f"{where}: status must be one of {STATUSES}, got {values['status']!r}")
-    extra: dict[str, pa.DataType] = {}
-    for name in sorted(k for k in run_row if k not in RUNS_REQUIRED):
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"{where}: column names must be non-empty str, got {name!r}")
-        values[name], extra[name] = _natural(name, run_row[name], where)
-    schema = runs_schema(extra)
-    return pa.Table.from_pylist([values], schema=schema)
+    if values["status"] != "ok":
+        for name in _HEADLINE:
+            values[name] = None
+    for name, typ in RUNS_OPTIONAL.items():
+        if run_row.get(name) is not None:
+            values[name] = _coerce(name, run_row[name], typ, where)
+    hp_cols, _ = registry_columns()
+    hparams: dict[str, Any] = {}
+    for name in sorted(k for k in run_row if k not in RUNS_REQUIRED and k not in RUNS_OPTIONAL):
+        if not isinstance(name, str) or not name.startswith(HP_PREFIX) or name == HP_PREFIX:
+            if name == HPARAMS_JSON:
+                continue
+            raise ValueError(f"{where}: column {name!r} is not in the runs schema (hp_<name>, or a column of "
+                             f"RUNS_REQUIRED / RUNS_OPTIONAL in results.schema)")
+        value = run_row[name]
+        _natural(name, value, where)  # unsupported types -> ValueError
+        hparams[name[len(HP_PREFIX):]] = value
+        if name in hp_cols:
+            values[name] = _typed(name, value, hp_cols[name], where)
+    values[HPARAMS_JSON] = json.dumps(hparams, sort_keys=True, default=_json_default)
+    schema = runs_schema()
+    return pa.Table.from_pylist([{n: values.get(n) for n in schema.names}], schema=schema)
 
 
 def evals_table(eval_rows: Sequence[Mapping[str, Any]], run_id: str | None = None) -> pa.Table:
-    """Validate eval rows and return them as an Arrow table.
+    """Validate eval rows and return them as an Arrow table of :func:`evals_schema`.
 
     Rows without ``run_id`` get ``run_id``; rows with another run id are an error.
-    ``diag_*`` columns are float64; a row lacking a diag column stores null there.
+    ``diag_*`` values are floats: all go to the ``diagnostics`` map, the registry's to their
+    own column too (null in rows without them).
     """
+    _, diag_cols = registry_columns()
+    known = set(diag_cols)
     rows: list[dict[str, Any]] = []
-    extra_names: set[str] = set()
     for i, row in enumerate(eval_rows):
         row = dict(row)
         if "run_id" not in row and run_id is not None:
@@ -191,33 +323,26 @@ def evals_table(eval_rows: Sequence[Mapping[str, Any]], run_id: str | None = Non
             raise ValueError(f"{where}: split must be one of {SPLITS}, got {out['split']!r}")
         if out["model"] not in MODELS:
             raise ValueError(f"{where}: model must be one of {MODELS}, got {out['model']!r}")
-        for name in row:
+        diagnostics: list[tuple[str, float]] = []
+        for name, v in row.items():
             if name in EVALS_REQUIRED:
                 continue
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"{where}: column names must be non-empty str, got {name!r}")
-            v = row[name]
-            if name.startswith(DIAG_PREFIX):
-                if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)):
-                    raise ValueError(f"{where}: diagnostic {name!r} must be a float, got {type(v).__name__} ({v!r:.60})")
-                v = None if v is None else float(v)
-            else:
-                v = _natural(name, v, where)[0]
-            out[name] = v
-            extra_names.add(name)
+            if name in EVALS_OPTIONAL:
+                out[name] = None if v is None else _coerce(name, v, EVALS_OPTIONAL[name], where)
+                continue
+            if not isinstance(name, str) or not name.startswith(DIAG_PREFIX) or name == DIAG_PREFIX:
+                raise ValueError(f"{where}: column {name!r} is not in the evals schema (diag_<name>, or a column "
+                                 f"of EVALS_REQUIRED / EVALS_OPTIONAL in results.schema)")
+            if v is not None and (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real)):
+                raise ValueError(f"{where}: diagnostic {name!r} must be a float, got {type(v).__name__} ({v!r:.60})")
+            if v is None:
+                continue
+            diagnostics.append((name[len(DIAG_PREFIX):], float(v)))
+            if name in known:
+                out[name] = float(v)
+        out[DIAGNOSTICS] = sorted(diagnostics)
         rows.append(out)
-
-    extra: dict[str, pa.DataType] = {}
-    for name in sorted(extra_names):
-        if name.startswith(DIAG_PREFIX):
-            extra[name] = pa.float64()
-            continue
-        col = [r.get(name) for r in rows]
-        try:
-            extra[name] = pa.array(col).type
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-            raise ValueError(f"eval rows of run {run_id!r}: column {name!r} mixes types: {e}") from None
-    schema = evals_schema(extra)
+    schema = evals_schema()
     return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
 
 

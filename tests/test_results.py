@@ -117,18 +117,26 @@ def test_round_trip_pyarrow_and_loader(tmp_path):
         for name, typ in RUN_TYPES.items():
             assert t.schema.field(name).type == typ, name
         row = t.to_pylist()[0]
-        assert row == run  # every column incl. hp_* exactly as written
-        for k, v in run.items():
-            if k.startswith("hp_"):
-                assert t.schema.field(k).type == {bool: pa.bool_(), int: pa.int64(), float: pa.float64(),
-                                                  str: pa.string()}[type(v)], k
+        hp = {k[3:]: v for k, v in run.items() if k.startswith("hp_")}
+        assert {k: row[k] for k in run if not k.startswith("hp_")} == {k: v for k, v in run.items()
+                                                                        if not k.startswith("hp_")}
+        assert json.loads(row["hparams_json"]) == hp  # every hyperparameter, names no algorithm declares too
+        # A hyperparameter of a registered algorithm also has its own typed column (pseudo_label's threshold).
+        assert t.schema.field("hp_threshold").type == pa.float64()
+        assert row["hp_threshold"] == hp.get("threshold")
         te = pq.read_table(tmp_path / "res" / "evals" / f"{run['run_id']}.parquet")
         for name, typ in EVAL_TYPES.items():
             assert te.schema.field(name).type == typ, name
         for name in te.schema.names:
             if name.startswith("diag_"):
                 assert te.schema.field(name).type == pa.float64()
-        assert te.to_pylist() == ev
+        for got, want in zip(te.to_pylist(), ev):
+            assert {k: got[k] for k in EVAL_TYPES} == {k: want[k] for k in EVAL_TYPES}
+            assert dict(got["diagnostics"]) == {k[5:]: v for k, v in want.items() if k.startswith("diag_")}
+            assert got["diag_kept_fraction"] == want.get("diag_kept_fraction")  # declared by meta_semi
+    # Every file of a kind has one schema, whatever the algorithm.
+    assert len({pq.read_schema(p).remove_metadata() for p in (tmp_path / "res" / "runs").iterdir()}) == 1
+    assert len({pq.read_schema(p).remove_metadata() for p in (tmp_path / "res" / "evals").iterdir()}) == 1
 
     # Loader: union of columns, values equal, missing hp_/diag_ are NaN/None.
     df = store.load_runs()
@@ -181,8 +189,10 @@ def test_same_hp_with_different_types_across_runs(tmp_path):
     store.write_run(make_run("a", hp={"x": 3, "lr": 1}), [])
     store.write_run(make_run("b", hp={"x": "three", "lr": 0.5}), [])
     store.write_run(make_run("c", hp={"flag": False}), [])
-    assert pq.read_table(tmp_path / "runs" / "a.parquet").schema.field("hp_x").type == pa.int64()
-    assert pq.read_table(tmp_path / "runs" / "b.parquet").schema.field("hp_x").type == pa.string()
+    # No algorithm declares x: it lives in hparams_json with its type, and is no column of the file.
+    assert "hp_x" not in pq.read_schema(tmp_path / "runs" / "a.parquet").names
+    assert json.loads(pq.read_table(tmp_path / "runs" / "a.parquet").column("hparams_json")[0].as_py())["x"] == 3
+    assert json.loads(pq.read_table(tmp_path / "runs" / "b.parquet").column("hparams_json")[0].as_py())["x"] == "three"
     df = store.load_runs().set_index("run_id")
     assert df.loc["a", "hp_x"] == 3 and df.loc["b", "hp_x"] == "three" and pd.isna(df.loc["c", "hp_x"])
     assert list(df["hp_lr"].iloc[:2]) == [1.0, 0.5]  # int + float -> float
@@ -368,44 +378,54 @@ def test_sigkill_mid_write_leaves_complete_runs(tmp_path):
         assert np.array_equal(g["error"].to_numpy(), expected)
 
 
-def test_stale_evals_of_interrupted_rewrite_are_dropped(tmp_path):
+def test_stale_evals_of_interrupted_rewrite_are_dropped(tmp_path, capfd):
     # Simulates a kill between the two renames of a re-write: old runs file, new evals file.
     store = ResultStore(tmp_path)
     store.write_run(make_run("a"), make_evals("a", 2))
     old_runs = (tmp_path / "runs" / "a.parquet").read_bytes()
     store.write_run(make_run("a", test_error=0.5), make_evals("a", 3))
     (tmp_path / "runs" / "a.parquet").write_bytes(old_runs)
-    with pytest.warns(UserWarning, match="does not belong"):
-        ev = store.load_evals()
+    ev = store.load_evals()
     assert len(ev) == 0
     assert list(store.load_runs()["test_error"]) == [0.1]
+    assert store.finished_run_ids() == set()  # the run is re-run
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "evals/a.parquet" in err[0] and "not written with the runs file" in err[0]
+    assert "re-runs it" in err[0]
 
 
-def test_corrupt_file_is_skipped_with_warning(tmp_path):
+def test_corrupt_files_are_skipped_with_one_line_and_re_run(tmp_path, capfd):
     store = ResultStore(tmp_path)
     write_three(store)
     (tmp_path / "runs" / "run1.parquet").write_bytes(b"not a parquet file")
-    (tmp_path / "evals" / "run2.parquet").write_bytes(b"PAR1xxxxPAR1")
-    with pytest.warns(UserWarning, match="run1.parquet"):
-        runs = store.load_runs()
+    (tmp_path / "evals" / "run2.parquet").write_bytes(b"PAR1xxxxPAR1")  # beside a good runs file
+    runs = store.load_runs()
     assert sorted(runs["run_id"]) == ["run0", "run2"]
-    with pytest.warns(UserWarning) as rec:
-        ev = store.load_evals()
-    msgs = " ".join(str(w.message) for w in rec)
-    assert "evals/run2.parquet" in msgs and "runs/run1.parquet" in msgs
-    assert set(ev["run_id"]) == {"run0"}  # run1's evals are dropped with its unreadable runs file
-    with pytest.warns(UserWarning):
-        assert store.finished_run_ids() == {"run0", "run2"}
+    ev = store.load_evals()
+    assert set(ev["run_id"]) == {"run0"}  # run1's evals go with its unreadable runs file, run2's are corrupt
+    # A corrupt evals file beside a good runs file: the run is not finished, so bench.run re-runs it.
+    assert store.finished_run_ids() == {"run0"}
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert len(lines) == 2, lines  # one line per file, said once
+    runs_line = next(l for l in lines if "runs/run1.parquet" in l)
+    evals_line = next(l for l in lines if "evals/run2.parquet" in l)
+    for line in (runs_line, evals_line):
+        assert line.startswith("results: skipping unreadable results file ") and "re-run" in line
+    # Re-writing the run (what the re-run does) repairs it.
+    store.write_run(make_run("run2", seed=2, test_error=0.3, algorithm="metasemi"), make_evals("run2", 3))
+    assert store.finished_run_ids() == {"run0", "run2"}
 
 
 # ------------------------------------------------------------------ check_writable
 
-def test_check_writable(tmp_path):
+def test_check_writable_creates_nothing(tmp_path):
     ok = ResultStore(tmp_path / "new" / "res")
     ok.check_writable()
-    assert (tmp_path / "new" / "res").is_dir()
-    assert sorted(os.listdir(tmp_path / "new" / "res")) == ["evals", "runs"]  # probe removed
-    assert os.listdir(tmp_path / "new" / "res" / "runs") == []
+    assert os.listdir(tmp_path) == []  # probed in the nearest existing folder, nothing left behind
+    existing = ResultStore(tmp_path / "res")
+    (tmp_path / "res" / "runs").mkdir(parents=True)
+    existing.check_writable()
+    assert sorted(os.listdir(tmp_path / "res")) == ["runs"] and os.listdir(tmp_path / "res" / "runs") == []
 
     f = tmp_path / "afile"
     f.write_text("x")
@@ -413,7 +433,8 @@ def test_check_writable(tmp_path):
         with pytest.raises(ResultsDirError) as ei:
             ResultStore(target).check_writable()
         msg = str(ei.value)
-        assert msg.startswith(f"results directory {target} is not writable: ") and "\n" not in msg
+        assert msg.startswith(f"results directory {target} is not writable") and "\n" not in msg
+        assert "not a directory" in msg
 
 
 RO_CHECK = """

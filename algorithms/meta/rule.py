@@ -36,6 +36,8 @@ class MetaRule:
     name: ClassVar[str] = ""
     Hparams: ClassVar[type] = NoHparams
     description: ClassVar[str] = ""
+    #: scalars its ``train_step`` returns beyond the base's (results columns diag_<name>)
+    diagnostics: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, algo: "Algorithm", hp) -> None:
         self.algo = algo

@@ -256,6 +256,8 @@ class L2IRuleBase(MetaRule):
     from the hyperparameters (``holdout_batch``, ``holdout``, ``holdout_fraction``), and the
     optimizer of the second (meta) update per iteration with its checkpoint state."""
 
+    diagnostics = ("holdout_loss_before", "holdout_loss_after", "holdout_loss_virtual", "meta_grad_norm", "mask_fraction")
+
     def __init__(self, algo, hp) -> None:
         super().__init__(algo, hp)
         self.core = L2IStep(algo, hp)

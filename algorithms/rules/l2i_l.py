@@ -84,6 +84,7 @@ class L2IL(L2IRuleBase):
     """Labels corrected by one step on the hold-out meta-gradient, then trained on."""
 
     name = "l2i_l"
+    diagnostics = ('label_correction', 'loss_label_step')  # results columns diag_<name>
     Hparams = L2ILHparams
     description = "L2I-L: imputed labels corrected by the hold-out meta-gradient, then trained on"
 

@@ -65,6 +65,7 @@ class LearningToReweight(ReweightRule):
     """Learning to Reweight's normalised nonnegative weights; see the module docstring."""
 
     name = "l2rw"
+    diagnostics = ('positive_fraction', 'weight_entropy', 'ess_fraction')  # results columns diag_<name>
     Hparams = L2RWHparams
     description = "Learning to Reweight (SSL): weights max(<grad G, grad L_j>, 0), normalised to sum 1"
 

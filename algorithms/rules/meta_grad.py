@@ -149,6 +149,7 @@ class MetaGrad(MetaRule):
     after one virtual SGD step, then cross-domain MixUp; see the module docstring."""
 
     name = "meta_grad"
+    diagnostics = ('label_correction', 'meta_grad_norm', 'label_flip_fraction', 'mask_fraction', 'clipped_fraction', 'meta_lr')  # results columns diag_<name>
     Hparams = MetaGradHparams
     description = "Meta-Gradient SSL: pseudo-labels updated by the labeled loss's meta-gradient, cross-domain MixUp"
 

@@ -89,6 +89,8 @@ class ReweightRule(MetaRule):
     diagnostics. Gradients never flow through w (it is computed from detached quantities).
     """
 
+    diagnostics = ("meta_grad_norm", "mask_fraction", "assumption1_ratio")
+
     def __init__(self, algo, hp) -> None:
         super().__init__(algo, hp)
         self._last_ratio = 0.0
@@ -170,6 +172,7 @@ class MetaSemiRule(ReweightRule):
     """Meta-Semi's 0/1 sign weights on the base's unlabeled losses; see the module docstring."""
 
     name = "meta_semi"
+    diagnostics = ('kept_fraction', 'kept_fraction_all')  # results columns diag_<name>
     Hparams = MetaSemiRuleHparams
     description = "Meta-Semi: keep unlabeled samples whose meta-gradient on the labeled loss is <= 0"
 
