@@ -64,7 +64,7 @@ import torch
 from algorithms import ConfigError, get_algorithm, list_algorithms, list_compositions
 from algorithms.hparams import from_dict
 
-from .cli_errors import UsageError, fail, make_parser
+from .cli_errors import UsageError, fail, make_parser, split_list
 
 PROG = "bench.perf"
 HORIZON = 1000  # nominal run length: schedules see steps HORIZON // 2, HORIZON // 2 + 1, ...
@@ -213,7 +213,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     if not sep or not name or not rest:
         raise UsageError(f"--variants entry {text!r} is not NAME:FIELD=VALUE[,FIELD=VALUE]")
     values: dict[str, Any] = {}
-    for pair in rest.split(","):
+    try:
+        pairs = split_list(rest)
+    except ValueError as e:
+        raise UsageError(f"--variants entry {text!r}: {e}") from None
+    for pair in pairs:
         k, eq, v = pair.partition("=")
         if not eq or not k.strip():
             raise UsageError(f"--variants entry {text!r}: {pair!r} is not FIELD=VALUE")
@@ -603,9 +607,10 @@ def main(argv: list[str] | None = None) -> int:
             spec = expand_rows(args.one, get_algorithm(args.one), [json.loads(args.hparams)] if args.hparams != "{}" else None,
                                auto=False)[0]
         else:
-            names = [t.strip() for t in args.algorithms.split(",") if t.strip()] if args.algorithms is not None else None
-            if names is not None and not names:
-                raise UsageError("--algorithms is empty")
+            try:
+                names = split_list(args.algorithms) if args.algorithms is not None else None
+            except ValueError as e:
+                raise UsageError(f"--algorithms: {e}") from None
             rows = plan_rows(names, args.variants, not args.no_auto_variants)
     except ImportError as e:  # a broken algorithm or rule file: say which, in one line
         fail(PROG, f"cannot load the algorithm registry: {_one_line(e)}")

@@ -125,7 +125,7 @@ class _TuneReporter:
     def restore(self) -> dict | None:
         from ray import tune
 
-        return _load_checkpoint(tune.get_checkpoint())
+        return load_checkpoint(tune.get_checkpoint())
 
 
 class _TrainReporter:
@@ -145,7 +145,7 @@ class _TrainReporter:
     def restore(self) -> dict | None:
         import ray.train
 
-        return _load_checkpoint(ray.train.get_checkpoint())
+        return load_checkpoint(ray.train.get_checkpoint())
 
 
 def _persisting(report) -> None:
@@ -159,7 +159,7 @@ def _persisting(report) -> None:
         raise ResultsDirError(write_error_message("could not save a checkpoint", e)) from None
 
 
-def _load_checkpoint(ckpt) -> dict | None:
+def load_checkpoint(ckpt) -> dict | None:
     """The run state in a Ray checkpoint (bench.checkpoint: weights_only, refused otherwise)."""
     if ckpt is None:
         return None

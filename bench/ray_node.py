@@ -36,15 +36,18 @@ def lockdown_env() -> None:
     """Environment of a local Ray: loopback-only binding, token authentication with a
     per-session token unless the user configured one (RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH)."""
     os.environ[LOOPBACK_SETTING] = "0"
-    if os.environ.get("RAY_AUTH_MODE", "token") == "disabled":
-        # An explicit opt-out by the user is respected (docs/ray-security.md says what it costs).
-        return
-    os.environ["RAY_AUTH_MODE"] = "token"
-    if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
-        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
-    if "ray" in sys.modules:  # Ray read its constants at import: set the loopback one there too
-        constants = importlib.import_module("ray._private.ray_constants")
-        constants.ENABLE_RAY_CLUSTER = False
+    if os.environ.get("RAY_AUTH_MODE", "token") != "disabled":
+        # (an explicit RAY_AUTH_MODE=disabled is respected: docs/ray-security.md says what it costs)
+        os.environ["RAY_AUTH_MODE"] = "token"
+        if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    if "ray" in sys.modules:
+        # Ray read these settings when it was imported: make the running interpreter see them too
+        # (the Ray processes it starts read them from the environment).
+        importlib.import_module("ray._private.ray_constants").ENABLE_RAY_CLUSTER = False
+        raylet = importlib.import_module("ray._raylet")
+        raylet.Config.initialize("")
+        raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 def check_loopback(gcs_address: str) -> None:

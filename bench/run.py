@@ -3,6 +3,10 @@
 Every input is checked before Ray starts and before anything is written; bad input gets
 one line on stderr and exit status 2. Finished runs (same config hash, status ok or
 diverged) are skipped, so re-running a command only does what is missing.
+
+Exit status: 0 every run is in the table; 1 some are missing (crashed, or their rows could
+not be written: the last line names the path and the cause); 2 bad input or no Ray
+(nothing written); 130 interrupted (Ctrl-C; finished runs are kept, a re-run does the rest).
 """
 from __future__ import annotations
 
@@ -15,8 +19,9 @@ import time
 from algorithms import ConfigError, get_algorithm, list_algorithms
 from algorithms.networks import check_network, list_networks
 
-from .cli_errors import UsageError, csv_list, fail, make_parser
+from .cli_errors import UsageError, csv_list, fail, interrupted, make_parser
 from .config import RunConfig, RunEnv
+from .ray_node import DEFAULT_CONNECT_TIMEOUT_S
 from .suites import SUITES, expand
 
 PROG = "bench.run"
@@ -49,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="where runs/ and evals/ Parquet files go")
     p.add_argument("--data-root", help="folder with dataset files (CIFAR, SVHN, STL-10, Fashion-MNIST)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets (needs internet)")
-    p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray bound to "
+                   "127.0.0.1 with token authentication)")
+    p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
+                   help="give up (exit 2, nothing written) when the cluster at --address does not answer in this time")
     p.add_argument("--protocol", type=csv_list(str), metavar="NAME[,NAME]",
                    help="run these paper tables (see --list), each with its preset family; --suite full runs them all")
     p.add_argument("--allow-missing-presets", action="store_true",
@@ -281,15 +289,29 @@ def _print_plan(args: argparse.Namespace, configs: list[RunConfig], finished: se
     print(protocol_plan.format_summary(entries), file=sys.stderr)
 
 
+RESUME_HINT = "finished runs are saved; run the same command again to do the missing ones"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.list:
         print(_listing())
         return 0
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        interrupted(PROG, RESUME_HINT)
+
+
+def _main(args: argparse.Namespace) -> int:
     from results import ResultsDirError, ResultStore, format_table, summarize
+
+    from .ray_node import RayStartError
 
     try:
         configs, env = plan(args)
+        if not args.connect_timeout > 0:
+            raise UsageError(f"--connect-timeout must be positive, got {args.connect_timeout:g}")
         remote = bool(args.address or os.environ.get("RAY_ADDRESS"))
         cpus = None if remote else check_local_resources(args)
         store = ResultStore(env.results_dir)
@@ -299,30 +321,38 @@ def main(argv: list[str] | None = None) -> int:
             _print_plan(args, configs, finished)
             return 0
         if todo:
-            store.check_writable()
+            store.check_writable()  # creates nothing: the folders appear with the first rows
     except (UsageError, ResultsDirError) as e:
         fail(PROG, str(e))
 
     started = time.perf_counter()
     print(f"{PROG}: suite {args.suite}: {len(configs)} runs, {len(configs) - len(todo)} already finished, "
           f"{len(todo)} to run; results in {env.results_dir}", flush=True)
+    write_errors: list[str] = []
     if todo:
         from . import ray_launch
 
         try:
-            resources = ray_launch.start_ray(args.address, cpus)
-            if remote:
-                check_cluster_resources(args, resources)
+            try:
+                resources = ray_launch.start_ray(args.address, cpus, connect_timeout=args.connect_timeout)
+                if remote:
+                    check_cluster_resources(args, resources)
+            except (UsageError, RayStartError) as e:
+                fail(PROG, str(e))
             slots = int(resources.get("CPU", 1) // max(1, args.workers))
             if args.gpus_per_worker > 0:
                 slots = min(slots, int(resources.get("GPU", 0) // (args.workers * args.gpus_per_worker)))
-            ray_launch.run_grid(todo, env, name=f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}", max_concurrent=slots)
-        except UsageError as e:
-            ray_launch.stop_ray()
-            fail(PROG, str(e))
+            outcome = ray_launch.run_grid(todo, env, name=f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                          max_concurrent=slots)
+            write_errors = outcome.write_errors
+        except ResultsDirError as e:
+            write_errors = [str(e)]
         finally:
             ray_launch.stop_ray()
-    runs = store.load_runs([c.run_id for c in configs])
+    try:
+        runs = store.load_runs([c.run_id for c in configs])
+    except ResultsDirError as e:
+        fail(PROG, str(e))
     missing = len(configs) - len(runs)
     print()
     print(format_table(summarize(runs)))
@@ -331,7 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     bad = runs[runs["status"] != "ok"] if len(runs) else runs
     for _, r in bad.iterrows():
         print(f"  {r['status']}: {r['dataset']}/{r['n_labels']} {r['algorithm']} seed={r['seed']}: {r['error_message']}")
-    return 1 if missing else 0
+    if write_errors:
+        more = f" ({len(write_errors) - 1} more runs not recorded)" if len(write_errors) > 1 else ""
+        print(f"{PROG}: error: {write_errors[0]}{more}; free the space or fix the folder, then run the same command "
+              f"again to do the missing runs", file=sys.stderr, flush=True)
+    return 1 if missing or write_errors else 0
 
 
 if __name__ == "__main__":

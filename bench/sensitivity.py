@@ -23,7 +23,8 @@ import time
 
 from algorithms import ConfigError
 
-from .cli_errors import UsageError, csv_list, fail, make_parser
+from .cli_errors import UsageError, csv_list, fail, interrupted, make_parser
+from .ray_node import DEFAULT_CONNECT_TIMEOUT_S, RayStartError
 from .config import RunConfig, RunEnv
 
 PROG = "bench.sensitivity"
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default="bench-results")
     p.add_argument("--data-root", help="folder with dataset files")
     p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
+                   help="give up (exit 2) when the cluster at --address does not answer in this time")
     p.add_argument("--plot", action="store_true", help="draw the figure (PNG and PDF) from the Parquet files")
     p.add_argument("--out", help="figure path without extension (default: RESULTS_DIR/figures/sensitivity-ID)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
@@ -161,17 +164,25 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"{PROG}: study {row['study_id']}: {len(configs)} runs, {len(configs) - len(todo)} already finished, "
           f"{len(todo)} to run; results in {env.results_dir}", flush=True)
-    # The study row first: an interrupted study can still be plotted from the runs that finished.
-    SearchStore(env.results_dir).write_study(row)
     if todo:
         from . import ray_launch
 
         try:
-            resources = ray_launch.start_ray(args.address, cpus)
+            try:  # Ray first: nothing is written under the results directory before it is up
+                resources = ray_launch.start_ray(args.address, cpus, connect_timeout=args.connect_timeout)
+            except RayStartError as e:
+                fail(PROG, str(e))
+            # The study row before the runs: an interrupted study can still be plotted from those that finished.
+            SearchStore(env.results_dir).write_study(row)
             ray_launch.run_grid(todo, env, name=f"sensitivity-{row['study_id']}",
                                 max_concurrent=int(resources.get("CPU", 1)))
+        except KeyboardInterrupt:
+            ray_launch.stop_ray()
+            interrupted(PROG, "finished runs are saved; run the same command again to do the missing ones")
         finally:
             ray_launch.stop_ray()
+    else:
+        SearchStore(env.results_dir).write_study(row)
     table = sensitivity_table(env.results_dir, row["study_id"])
     print()
     print(format_sensitivity(table))

@@ -31,8 +31,9 @@ from ray.tune import Callback
 
 from algorithms import ConfigError
 
-from .cli_errors import UsageError, csv_list, fail, make_parser
+from .cli_errors import UsageError, csv_list, fail, interrupted, make_parser
 from .config import RunConfig, RunEnv
+from .ray_node import DEFAULT_CONNECT_TIMEOUT_S, RayStartError
 
 PROG = "bench.tune"
 OBJECTIVE = "objective_val_error"
@@ -214,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder with dataset files")
     p.add_argument("--resume", metavar="SEARCH_ID", help="resume (or show) this search; other search flags must be omitted")
     p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
+                   help="give up (exit 2) when the cluster at --address does not answer in this time")
     p.add_argument("--show-space", action="store_true", help="print the algorithm's search space and exit")
     return p
 
@@ -571,10 +574,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{PROG}: search {search_id} already finished")
         print(format_search(finished))
         return 0
-    tune_dir = os.path.join(env.results_dir, "tune", search_id)
-    os.makedirs(tune_dir, exist_ok=True)
-    with open(os.path.join(tune_dir, "spec.json"), "w") as f:
-        json.dump(dataclasses.asdict(spec), f, sort_keys=True, indent=1, default=str)
     started = time.perf_counter()
     names = ", ".join(spec.space)
     print(f"{PROG}: search {search_id}: {spec.algorithm} on {spec.base_run['dataset']}/{spec.base_run['n_labels']}, "
@@ -583,7 +582,15 @@ def main(argv: list[str] | None = None) -> int:
     from . import ray_launch
 
     try:
-        resources = ray_launch.start_ray(args.address, None if remote else local_cpus)
+        try:  # Ray first: nothing is written under the results directory before it is up
+            resources = ray_launch.start_ray(args.address, None if remote else local_cpus,
+                                             connect_timeout=args.connect_timeout)
+        except RayStartError as e:
+            fail(PROG, str(e))
+        tune_dir = os.path.join(env.results_dir, "tune", search_id)
+        os.makedirs(tune_dir, exist_ok=True)
+        with open(os.path.join(tune_dir, "spec.json"), "w") as f:
+            json.dump(dataclasses.asdict(spec), f, sort_keys=True, indent=1, default=str)
         cpus = resources.get("CPU", 0)
         try:
             slots = check_resources(workers, cpus, "the cluster")
@@ -611,6 +618,9 @@ def main(argv: list[str] | None = None) -> int:
               f"val err {100 * best['val_error']:.2f}%); {len(finals)} final runs, {len(todo)} to train", flush=True)
         if todo:
             ray_launch.run_grid(todo, env, name=f"{search_id}-final", max_concurrent=max(1, int(cpus // workers)))
+    except KeyboardInterrupt:
+        ray_launch.stop_ray()
+        interrupted(PROG, f"run the same command (or --resume {search_id}) to finish the search")
     finally:
         ray_launch.stop_ray()
     row = summarize_search(spec, env, args.final_seeds)
