@@ -49,6 +49,18 @@ class _NoRestoreHint(logging.Filter):
         return "Tuner.restore" not in record.getMessage()
 
 
+class _OneLine(logging.Filter):
+    """Ray's storage errors (a full disk under results_dir/ray) as one line, without the
+    traceback: the run's own outcome and the CLI's last line say what happens next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            e = record.exc_info[1]
+            record.msg = f"{' '.join(record.getMessage().split())} {type(e).__name__}: {' '.join(str(e).split())}"
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
+
+
 def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = None,
               connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S) -> dict[str, float]:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``) or start a small local Ray bound to
@@ -63,6 +75,7 @@ def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = 
     import ray
 
     logging.getLogger("ray.tune.tune").addFilter(_NoRestoreHint())
+    logging.getLogger("ray.tune.execution.experiment_state").addFilter(_OneLine())
     if ray.is_initialized():
         return ray.cluster_resources()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -132,11 +132,14 @@ class ResultStore:
         evals_t = evals_t.replace_schema_metadata(_metadata(evals_t.schema, token))
 
         tmps: list[Path] = []
+        target = self.root
         try:
             for d in (self.runs_dir, self.evals_dir):
                 d.mkdir(parents=True, exist_ok=True)
             # Both temporaries complete before either rename.
+            target = self._evals_path(run_id)
             ev_tmp = self._write_tmp(self.evals_dir, run_id, evals_t, tmps)
+            target = self._runs_path(run_id)
             run_tmp = self._write_tmp(self.runs_dir, run_id, runs_t, tmps)
             os.replace(ev_tmp, self._evals_path(run_id))
             tmps.remove(ev_tmp)
@@ -145,8 +148,9 @@ class ResultStore:
             tmps.remove(run_tmp)
             _fsync_dir(self.runs_dir)
         except OSError as e:
-            raise ResultsDirError(write_error_message(f"could not write the results of run {run_id} under {self.root}",
-                                                      e)) from None
+            if not getattr(e, "filename", None):  # a failed write() names no file: name the one being written
+                e = OSError(e.errno, e.strerror or str(e), str(target))
+            raise ResultsDirError(write_error_message(f"could not write the results of run {run_id}", e)) from None
         finally:
             for t in tmps:
                 try:

@@ -1,12 +1,13 @@
 """The run function without Ray: reproducibility, resume, failure and divergence handling."""
 from __future__ import annotations
 
-import io
 import math
+import tempfile
 
 import pytest
 import torch
 
+from bench.checkpoint import load_state, save_state
 from bench.config import RunConfig, RunEnv
 from bench.engine import train_run
 from results import ResultStore
@@ -28,10 +29,9 @@ class Recorder:
     def report(self, metrics, state):
         self.metrics.append(dict(metrics))
         if state is not None:  # serialise now, as a real checkpoint does: the live tensors keep changing
-            buf = io.BytesIO()
-            torch.save(state, buf)
-            buf.seek(0)
-            state = torch.load(buf, weights_only=False)
+            with tempfile.TemporaryDirectory() as d:  # and through the same safe path (weights_only=True)
+                save_state(state, d)
+                state = load_state(d)
         self.states.append(state)
 
     def restore(self):
