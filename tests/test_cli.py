@@ -118,3 +118,38 @@ def test_hp_sets_the_hyperparameter_where_the_algorithm_has_it(tmp_path):
         else:
             assert c.hparams["l2i_variant"] == "approx" and c.hparams["threshold"] == 0.5
     assert len({c.run_id for c in configs}) == len(configs)
+
+
+EMPTY_ITEMS = [
+    ("bench.run", ["--labels", "50,,100"]),
+    ("bench.run", ["--algorithms", "supervised,"]),
+    ("bench.run", ["--datasets", ",two_circles"]),
+    ("bench.tune", ["--algorithm", "pseudo_label", "--params", "threshold,,lambda_u"]),
+    ("bench.sensitivity", ["--algorithms", "meta_semi,,ict", "--param", "beta", "--values", "0.1"]),
+    ("bench.sensitivity", ["--param", "beta,", "--values", "0.1"]),
+    ("bench.sensitivity", ["--param", "beta", "--values", "0.1,,0.5"]),
+    ("bench.perf", ["--algorithms", "supervised,,pseudo_label"]),
+    ("bench.perf", ["--variants", "pseudo_label:threshold=0.5,,lambda_u=1"]),
+]
+
+
+@pytest.mark.parametrize("module,args", EMPTY_ITEMS, ids=[f"{m} {' '.join(a)}" for m, a in EMPTY_ITEMS])
+def test_empty_list_items_are_errors_in_every_cli(module, args, tmp_path, capsys):
+    import importlib
+
+    cli = importlib.import_module(module)
+    extra = [] if module == "bench.perf" else ["--results-dir", str(tmp_path / "r")]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(args + extra)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert "empty item" in err[0] and err[0].startswith(f"{module}: error: ")
+    assert not (tmp_path / "r").exists()
+
+
+def test_connect_timeout_is_checked_and_documented(tmp_path, capsys):
+    code, err = _run_main(["--connect-timeout", "0", "--results-dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and "--connect-timeout must be positive" in err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "--connect-timeout" in capsys.readouterr().out
