@@ -114,7 +114,7 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def end_processes(procs: dict[int, str], grace_s: float = 5.0) -> dict[int, str]:
+def end_processes(procs: dict[int, str], grace_s: float = 1.0) -> dict[int, str]:
     """Wait up to ``grace_s`` for ``procs`` to exit, then SIGTERM, then SIGKILL the rest.
 
     Only the given processes (recorded by :func:`descendants` while the node ran) are
