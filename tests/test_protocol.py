@@ -154,3 +154,122 @@ def test_static_validation_of_real_sets():
         validate_request(get_info("svhn"), 40_000, 10_000)  # 5,000 per class > 4,659 in class 9
     with pytest.raises(SplitError, match="multiple of the 100 classes"):
         validate_request(get_info("cifar100"), 250, 0)
+
+
+# ---- classification splits are unchanged by the regression protocol --------------------------
+
+# Computed with the code before the regression protocol existed (commit 728cb60): (dataset, n_labels, n_val, seed).
+HASHES_BEFORE = {
+    ("two_circles", 50, 50, 0): "2d0eb3c0daaeae5b",
+    ("two_circles", 50, 1000, 1): "b42d30381e8bba01",
+    ("digits", 50, 50, 0): "f441cf603becabf4",
+    ("digits", 100, 100, 2): "cf25903617393ac2",
+    ("digits", 20, 0, 3): "03054760d87eba93",
+}
+
+
+@pytest.mark.parametrize("key", sorted(HASHES_BEFORE), ids=str)
+def test_classification_split_hashes_are_unchanged(key):
+    from datasets import load, split_for
+
+    name, n_labels, n_val, seed = key
+    d = load(name)
+    assert make_split(name, d.y_train, d.info.num_classes, n_labels, n_val, seed).split_hash == HASHES_BEFORE[key]
+    assert split_for(d.info, d.y_train, n_labels, n_val, seed).split_hash == HASHES_BEFORE[key]
+
+
+def test_classification_hash_of_a_cifar_sized_pool_is_unchanged():
+    y = np.random.default_rng(0).integers(0, 10, 5000)
+    assert make_split("cifar10", y, 10, 40, 40, 0).split_hash == "6c7639eb09795a61"
+    assert make_split("cifar10", y, 10, 40, 40, 1).split_hash == "555e8cc6c2e4443b"
+
+
+# ---- regression: "n labeled images" -------------------------------------------------------------
+
+REG = DatasetInfo("reg", 0, (1, 8, 8), True, (), 30, "regression pool", task="regression", target_dim=10, pool_size=200)
+
+
+def _reg_split(seed=0, n_labels=20, n_val=20, n=200, name="reg"):
+    from datasets import make_regression_split
+
+    return make_regression_split(name, n, n_labels, n_val, seed)
+
+
+def test_regression_split_sizes_disjoint_covering():
+    s = _reg_split(n_labels=13, n_val=7)
+    assert (len(s.labeled), len(s.val), len(s.unlabeled)) == (13, 7, 180)
+    parts = [s.labeled, s.val, s.unlabeled]
+    for p in parts:
+        assert p.dtype == np.int64 and np.all(np.diff(p) > 0)
+    np.testing.assert_array_equal(np.sort(np.concatenate(parts)), np.arange(200))
+    with pytest.raises(ValueError):
+        s.labeled[0] = 1
+
+
+def test_regression_split_is_a_function_of_seed_and_name_only():
+    from datasets import split_for
+
+    a, b = _reg_split(seed=4), _reg_split(seed=4)
+    np.testing.assert_array_equal(a.labeled, b.labeled)
+    np.testing.assert_array_equal(a.val, b.val)
+    assert a.split_hash == b.split_hash
+    assert len({_reg_split(seed=s).split_hash for s in range(5)}) == 5
+    assert _reg_split(name="other").split_hash != a.split_hash
+    # the targets play no part: any y of the same length gives the same split
+    y1 = torch.zeros(200, 10)
+    y2 = torch.randn(200, 10)
+    assert split_for(REG, y1, 20, 20, 4).split_hash == split_for(REG, y2, 20, 20, 4).split_hash == a.split_hash
+    torch.manual_seed(5)
+    np.random.seed(5)
+    assert _reg_split(seed=4).split_hash == a.split_hash
+
+
+def test_regression_split_draws_labeled_then_val_from_one_permutation():
+    import zlib
+
+    s = _reg_split(seed=2, n_labels=11, n_val=9)
+    perm = np.random.default_rng([2, zlib.crc32(b"reg")]).permutation(200)
+    np.testing.assert_array_equal(s.labeled, np.sort(perm[:11]))
+    np.testing.assert_array_equal(s.val, np.sort(perm[11:20]))
+    assert s.split_hash == split_hash("reg", s.labeled, s.val, s.unlabeled)
+
+
+def test_regression_labels_are_not_class_balanced_or_multiples():
+    s = _reg_split(n_labels=7, n_val=3)  # any count is fine: no classes
+    assert len(s.labeled) == 7 and len(s.val) == 3
+
+
+@pytest.mark.parametrize("n_labels, n_val, fragment", [
+    (0, 0, "positive"), (-1, 5, "positive"), (5, -1, ">= 0"), (150, 51, "more labels than exist"),
+    (150, 50, "no unlabeled"),
+])
+def test_regression_impossible_requests_raise_one_line(n_labels, n_val, fragment):
+    for call in (lambda: validate_request(REG, n_labels, n_val), lambda: _reg_split(n_labels=n_labels, n_val=n_val)):
+        with pytest.raises(SplitError) as e:
+            call()
+        assert fragment in str(e.value) and "\n" not in str(e.value)
+
+
+def test_regression_validation_sizes():
+    assert resolve_n_val(REG, 17) == 17  # as scarce as the labels
+    assert resolve_n_val(REG, 17, "paper") == 30
+    assert resolve_n_val(get_info("aflw"), 91, "paper") == 1012
+    validate_request(get_info("aflw"), 455, 1012)
+    validate_request(get_info("synthetic_landmarks"), 100, 100)
+    with pytest.raises(SplitError, match="more labels than exist"):
+        validate_request(get_info("synthetic_landmarks"), 9_000, 1_001)
+
+
+def test_regression_holdout_split():
+    from datasets import holdout_split
+
+    y = np.random.default_rng(0).normal(size=(40, 10)).astype(np.float32)
+    train, hold = holdout_split(y, 0.25, seed=3)
+    assert len(hold) == 10 and len(train) == 30 and np.intersect1d(train, hold).size == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, hold])), np.arange(40))
+    again = holdout_split(y, 0.25, seed=3)
+    np.testing.assert_array_equal(again[1], hold)
+    assert not np.array_equal(holdout_split(y, 0.25, seed=4)[1], hold)
+    assert len(holdout_split(y[:2], 0.01, seed=0)[1]) == 1  # at least one held out, one kept
+    with pytest.raises(SplitError, match="at least 2"):
+        holdout_split(y[:1], 0.5, seed=0)
