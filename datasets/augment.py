@@ -31,6 +31,9 @@ Geometric ops use nearest-neighbour sampling and fill with gray 0.5, which is wh
 path produces (pixels outside the image come back as 0 in its [-1, 1] scale). On 1-channel images
 Color is the identity (no saturation to change), as PIL's Color on a gray image; all other ops
 work on 8x8 digits. Strong, vectors: the weak noise plus noise of 3x its std.
+
+Landmark (regression) sets have no entry here, so both functions return the identity for them:
+their augmentation must move the targets too (:mod:`datasets.landmark_augment`).
 """
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
 
 def test_list_and_unknown_name():
     names = D.list_datasets()
-    assert {"two_circles", "digits", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10"} <= set(names)
+    assert {"two_circles", "digits", "fashion_mnist", "cifar10", "cifar100", "svhn", "stl10", "synthetic_landmarks",
+            "aflw"} <= set(names)
     for call in (D.get_info, D.load, D.check_available):
         with pytest.raises(ValueError) as e:
             call("imagenet_tiny")
@@ -26,9 +27,26 @@ def test_list_and_unknown_name():
 def test_infos_are_consistent():
     for name in D.list_datasets():
         info = D.get_info(name)
-        assert info.name == name and len(info.train_class_counts) == info.num_classes
-        if info.paper_n_val is not None:
-            assert info.paper_n_val % info.num_classes == 0
+        assert info.name == name and len(info.train_class_counts) == info.num_classes and info.task in D.TASKS
+        if info.task == D.CLASSIFICATION:
+            assert info.num_outputs == info.num_classes and info.metric == "error" and info.target_dim == 0
+            assert info.n_train == sum(info.train_class_counts)
+            if info.paper_n_val is not None:
+                assert info.paper_n_val % info.num_classes == 0
+        else:
+            assert info.num_classes == 0 and info.num_outputs == info.target_dim == 10 and info.metric == "nme_iod"
+            assert info.n_train == info.pool_size > 0
+
+
+def test_info_rejects_inconsistent_tasks():
+    with pytest.raises(ValueError, match="task must be one of"):
+        D.DatasetInfo("x", 2, (2,), True, (1, 1), None, "", task="ranking")
+    with pytest.raises(ValueError, match="regression set needs"):
+        D.DatasetInfo("x", 0, (2,), True, (), None, "", task=D.REGRESSION)  # no target_dim / pool_size
+    with pytest.raises(ValueError, match="one class count per class"):
+        D.DatasetInfo("x", 3, (2,), True, (1, 1), None, "")
+    # existing classification sets need no new fields: the defaults describe them
+    assert D.DatasetInfo("x", 2, (2,), True, (4, 5), None, "").n_train == 9
 
 
 @pytest.mark.parametrize("name", [n for n in D.list_datasets() if D.get_info(n).offline])
@@ -36,10 +54,14 @@ def test_offline_sets_match_their_static_info(name):
     d = D.load(name)
     info = d.info
     assert d.x_train.dtype == torch.float32 and d.x_test.dtype == torch.float32
-    assert d.y_train.dtype == torch.int64 and d.y_test.dtype == torch.int64
     assert tuple(d.x_train.shape[1:]) == info.input_shape == tuple(d.x_test.shape[1:])
-    assert len(d.x_train) == len(d.y_train) and len(d.x_test) == len(d.y_test)
-    assert tuple(np.bincount(d.y_train.numpy(), minlength=info.num_classes)) == info.train_class_counts
+    assert len(d.x_train) == len(d.y_train) == info.n_train and len(d.x_test) == len(d.y_test)
+    if info.task == D.CLASSIFICATION:
+        assert d.y_train.dtype == torch.int64 and d.y_test.dtype == torch.int64
+        assert tuple(np.bincount(d.y_train.numpy(), minlength=info.num_classes)) == info.train_class_counts
+    else:
+        assert d.y_train.dtype == torch.float32 and d.y_test.dtype == torch.float32
+        assert d.y_train.shape[1:] == d.y_test.shape[1:] == (info.target_dim,)
     assert d.x_extra_unlabeled is None
     D.check_available(name)  # offline: never raises
     assert D.load(name) is d  # cached in-process
@@ -172,16 +194,3 @@ def test_torchvision_missing_root_and_default_root(tmp_path, monkeypatch):
         D.check_available("svhn")  # no data_root: the default cache folder is checked
     D.check_available("svhn", download=True)  # download requested: nothing to check yet
 
-
-def test_torchvision_tensor_conversion():
-    # CIFAR stores uint8 [N, H, W, C]; we want float32 [N, C, H, W] standardised per channel on train.
-    rng = np.random.default_rng(0)
-    tr = rng.integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
-    te = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
-    d = torchvision_sets._tensors(D.get_info("cifar10"), torchvision_sets._hwc(tr), [1] * 6,
-                                  torchvision_sets._hwc(te), [2, 3])
-    f = tr / 255.0
-    mean, std = f.mean(axis=(0, 1, 2)), f.std(axis=(0, 1, 2))
-    want = ((te / 255.0 - mean) / std).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(d.x_test.numpy(), want, rtol=1e-5, atol=1e-5)
-    assert d.x_train.shape == (6, 3, 4, 4) and d.y_test.tolist() == [2, 3] and d.y_test.dtype == torch.int64
