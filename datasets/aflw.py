@@ -98,7 +98,7 @@ def _read_image(path: str) -> tuple[np.ndarray, tuple[int, int]]:
             rgb = im.convert("RGB")
     except OSError as e:
         raise DatasetUnavailable(f"aflw: cannot read image {path} ({type(e).__name__}); {_REMEDY}") from e
-    return np.asarray(rgb.resize((SIZE, SIZE), Image.BILINEAR).convert("L")), rgb.size
+    return np.asarray(rgb.resize((SIZE, SIZE), Image.Resampling.BILINEAR).convert("L")), rgb.size
 
 
 def _load_subset(folder: str, subset: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,7 +3,8 @@
 Targets are float tensors [N, K] with K = 10: (x0, y0, x1, y1, ..., x4, y4), in pixels of the input
 image (x to the right, y down; pixel (row i, column j) is the point (x=j, y=i)). Landmark order is
 MTFL/TCDCN's, the one the AFLW release of the papers uses: left eye centre, right eye centre, nose
-tip, left mouth corner, right mouth corner ("left" = smaller x in an upright face, i.e. image left).
+tip, left mouth corner, right mouth corner (synthetic_landmarks: "left" is the image's left; aflw:
+as the release stores them). The metric treats the two eyes alike, so their naming does not matter.
 
 Metric (L2I 001 Sec. 5.2 and 000 Sec. 4.2, "mean error normalised by the inter-ocular distance as
 in [TCDCN]"; the same computation as the official L2I code's ``evaluate``): per image, the mean
