@@ -13,17 +13,20 @@ of the eye ellipses, the point between the nostrils, the two ends of the mouth s
 
 Rendering is vectorised numpy in float32 on a fixed chunk size, with per-image trigonometry in
 Python floats, so the same seed gives the same uint8 images on every machine. Images are quantised
-to uint8 (as photographs are), then standardised with the training pool's statistics.
+to uint8 (as photographs are), then standardised with the training pool's statistics. The 13,000
+images take seconds to draw; loads read them from an on-disk cache after the first.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 
 import numpy as np
 import torch
 
 from .base import REGRESSION, DatasetInfo, DatasetTensors, Source
+from .generated_cache import cached_arrays
 from .landmarks import TARGET_DIM
 from .normalize import standardize_images_uint8
 
@@ -248,17 +251,28 @@ def generate(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return images, landmark_targets(lay)
 
 
+def generate_cached(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`generate`, through the on-disk cache (datasets.generated_cache): keyed by this file's source and
+    numpy's version too, so the result always equals a fresh generation."""
+    with open(__file__, "rb") as f:
+        source = hashlib.sha256(f.read()).hexdigest()
+    arrays = cached_arrays("synthetic_landmarks", (n, seed, source, np.__version__),
+                           {"x": (n, SIZE, SIZE), "y": (n, TARGET_DIM)},
+                           lambda: dict(zip(("x", "y"), generate(n, seed))))
+    return arrays["x"], arrays["y"]
+
+
 @functools.lru_cache(maxsize=1)
 def _load() -> DatasetTensors:
-    x_tr, y_tr = generate(N_TRAIN, SEED)
-    x_te, y_te = generate(N_TEST, SEED + 1)
+    x_tr, y_tr = generate_cached(N_TRAIN, SEED)
+    x_te, y_te = generate_cached(N_TEST, SEED + 1)
     x_tr_f, x_te_f = standardize_images_uint8(torch.from_numpy(x_tr).unsqueeze(1), torch.from_numpy(x_te).unsqueeze(1))
     return DatasetTensors(SYNTHETIC_LANDMARKS_INFO, x_tr_f, torch.from_numpy(y_tr), x_te_f, torch.from_numpy(y_te))
 
 
 def load_synthetic_landmarks(data_root: str | None = None, download: bool = False) -> DatasetTensors:
     """synthetic_landmarks: x_train [10000, 1, 48, 48], y_train [10000, 10] float32 (pixels), x_test
-    [3000, 1, 48, 48], y_test [3000, 10] (cached in-process)."""
+    [3000, 1, 48, 48], y_test [3000, 10] (cached in-process, and the generated images on disk)."""
     return _load()
 
 

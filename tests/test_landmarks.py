@@ -145,6 +145,28 @@ def test_generation_is_a_function_of_the_seed():
     assert not torch.equal(d.x_train[:100], d.x_test[:100])
 
 
+def test_disk_cache_returns_a_fresh_generation_and_survives_bad_files(tmp_path, monkeypatch):
+    from datasets import generated_cache
+
+    monkeypatch.setattr(generated_cache, "CACHE_DIR", str(tmp_path / "cache"))
+    fresh = S.generate(30, 5)
+    first = S.generate_cached(30, 5)  # generates and stores
+    files = list((tmp_path / "cache").glob("synthetic_landmarks-*.npz"))
+    assert len(files) == 1 and not list((tmp_path / "cache").glob("*.tmp"))
+    monkeypatch.setattr(S, "generate", lambda n, seed: pytest.fail("regenerated although cached"))
+    second = S.generate_cached(30, 5)  # read back
+    for a, b, c in zip(fresh, first, second):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+    monkeypatch.undo()
+    monkeypatch.setattr(generated_cache, "CACHE_DIR", str(tmp_path / "cache"))
+    files[0].write_bytes(b"truncated")  # a broken entry is generated again
+    np.testing.assert_array_equal(S.generate_cached(30, 5)[0], fresh[0])
+    (tmp_path / "ro").write_text("a file where the cache folder should be")
+    monkeypatch.setattr(generated_cache, "CACHE_DIR", str(tmp_path / "ro"))
+    np.testing.assert_array_equal(S.generate_cached(30, 5)[1], fresh[1])  # unwritable: still the data
+
+
 def test_the_set_varies_in_pose_scale_lighting_and_occlusion():
     p = S.draw_params(5000, np.random.default_rng(0))
     assert np.degrees(p["roll"]).min() < -20 and np.degrees(p["roll"]).max() > 20
