@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import nn
 
 from . import losses
+from .hparams import adopt_generic_hparams
 from .parallel import Comm
 from .schedules import ramp_up
 from .stepper import Stepper
+
+H = TypeVar("H")
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -36,7 +39,7 @@ class Batch:
     u_idx [B_u] int64: positions of x_u in the unlabeled pool (for per-sample state such as
     temporal ensembling), None when the caller has no pool.
     x_h [B_h, ...], y_h [B_h]: a labeled hold-out batch for meta rules that ask for one
-    (``holdout_batch_size() > 0``), None otherwise.
+    (:meth:`Algorithm.holdout_spec` with ``size > 0``), None otherwise.
     """
 
     x_l: torch.Tensor
@@ -62,39 +65,76 @@ class TrainContext:
 
 @dataclass
 class LossTerms:
-    """This worker's loss terms (each its share of the global mean) and diagnostics."""
+    """This worker's loss terms (each its share of the global mean) and diagnostics
+    (scalars: floats or 0-dim tensors)."""
 
     labeled: torch.Tensor
     unlabeled: torch.Tensor
     weight: float
-    diagnostics: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
     def total(self) -> torch.Tensor:
         return self.labeled + self.weight * self.unlabeled
+
+    def report(self, loss: torch.Tensor | None = None) -> dict[str, float | torch.Tensor]:
+        """What one training iteration reports: ``loss`` (the total that was stepped on;
+        :meth:`total` if None), ``loss_labeled``, ``loss_unlabeled``, ``unlabeled_weight``,
+        then the method's diagnostics. Tensors are detached, not read: the engine converts."""
+        loss = self.total() if loss is None else loss
+        out: dict[str, float | torch.Tensor] = {
+            "loss": loss.detach(), "loss_labeled": self.labeled.detach(), "loss_unlabeled": self.unlabeled.detach(),
+            "unlabeled_weight": float(self.weight)}
+        out.update(self.diagnostics)
+        return out
 
 
 @dataclass
 class StepInputs:
     """The pieces of a base method's loss for one step, on this worker's shard.
 
-    x_l [b_l, ...], y_l [b_l] int64; x_u [b_u, ...] the student's view of the unlabeled
-    batch; targets [b_u, C] the imputed labels z (detached); mask [b_u] per-sample base
-    weights (e.g. a confidence threshold); weight = lambda(t).
+    x_l [b_l, ...], y_l [b_l] int64; x_u_student [b_u, ...] the student's view of the unlabeled
+    batch (the one its unlabeled loss is computed on: FixMatch's strong view); targets [b_u, C]
+    the imputed labels z (detached); mask [b_u] per-sample base weights (e.g. a confidence
+    threshold); weight = lambda(t); logits_l, logits_u: the student's logits on x_l and
+    x_u_student (with graph).
     y_l_soft [b_l, C]: soft labeled targets when the base mixes labeled data (MixMatch), which
-    then replace y_l in the labeled loss. x_u_impute [b_u, ...]: the view the imputer looked at
-    (a teacher view; None: x_u itself), for rules that re-impute with the model's output.
+    then replace y_l in the labeled loss. x_u_teacher [b_u, ...]: the view the imputer looked
+    at when it is another one (Mean Teacher's second view, FixMatch's weak view); None when
+    the imputer used the student's own view (Pseudo-Label, mixed batches).
     """
 
     x_l: torch.Tensor
     y_l: torch.Tensor
-    x_u: torch.Tensor
+    x_u_student: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
     weight: float
     logits_l: torch.Tensor | None = None
     logits_u: torch.Tensor | None = None
     y_l_soft: torch.Tensor | None = None
-    x_u_impute: torch.Tensor | None = None
+    x_u_teacher: torch.Tensor | None = None
+
+    @property
+    def imputer_view(self) -> torch.Tensor:
+        """The view of the unlabeled batch the targets were imputed from [b_u, ...]."""
+        return self.x_u_student if self.x_u_teacher is None else self.x_u_teacher
+
+
+@dataclass(frozen=True)
+class HoldoutSpec:
+    """The labeled hold-out batch an algorithm asks the engine for, per step.
+
+    size: global batch size (0: none); mode ``joint`` (drawn from the labeled training set,
+    L2I's default) or ``separate`` (from a class-balanced ``fraction`` of the labeled set that
+    leaves the labeled training set, 001 Table 6).
+    """
+
+    size: int = 0
+    mode: Literal["joint", "separate"] = "joint"
+    fraction: float = 0.0
+
+
+NO_HOLDOUT = HoldoutSpec()
 
 
 @dataclass
@@ -102,8 +142,9 @@ class NoHparams:
     """An algorithm without hyperparameters of its own."""
 
 
-class Algorithm:
-    """Base class of every registered algorithm."""
+class Algorithm(Generic[H]):
+    """Base class of every registered algorithm; ``class M(Algorithm[MHparams])`` sets
+    ``M.Hparams`` and types ``self.hp``."""
 
     name: ClassVar[str] = ""
     Hparams: ClassVar[type] = NoHparams
@@ -116,10 +157,19 @@ class Algorithm:
     #: names of the scalars ``train_step`` returns (results columns diag_<name>); subclasses
     #: declare their own additions, the results schema takes the union over the class hierarchy
     diagnostics: ClassVar[tuple[str, ...]] = ("loss", "loss_labeled", "loss_unlabeled", "unlabeled_weight")
+    #: tunable hyperparameters the papers count for it (Meta-Semi Table 2 "#HPs"); None: no count
+    paper_hps: ClassVar[int | None] = None
+    #: a meta method that is not a rule: the registered base closest to it in cost without
+    #: its meta step (``bench.perf`` measures its overhead against that base)
+    cost_reference: ClassVar[str | None] = None
 
-    def __init__(self, model: nn.Module, hp, ctx: TrainContext) -> None:
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        adopt_generic_hparams(cls, Algorithm)
+
+    def __init__(self, model: nn.Module, hp: H, ctx: TrainContext) -> None:
         self.model = model
-        self.hp = hp
+        self.hp: H = hp
         self.ctx = ctx
 
     # -- the contract ---------------------------------------------------------------
@@ -127,16 +177,13 @@ class Algorithm:
         """Compute this step's loss terms (with gradients attached); no update."""
         raise NotImplementedError  # abstract
 
-    def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict[str, float]:
+    def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict[str, float | torch.Tensor]:
         """One training iteration; returns scalar diagnostics (loss terms, method statistics)."""
         terms = self.loss_terms(batch, step)
         loss = terms.total()
         stepper.step(loss)
         self.after_step(step)
-        out = {"loss": float(loss.detach()), "loss_labeled": float(terms.labeled.detach()),
-               "loss_unlabeled": float(terms.unlabeled.detach()), "unlabeled_weight": terms.weight}
-        out.update(terms.diagnostics)
-        return out
+        return terms.report(loss)
 
     def after_step(self, step: int) -> None:
         """Hook after the optimizer step (teachers' EMA updates)."""
@@ -156,22 +203,16 @@ class Algorithm:
     @classmethod
     def refuse_rule_with(cls, hp) -> str | None:
         """Why these base hyperparameters cannot carry a meta rule (None: they can). A composed
-        algorithm's ``train_step`` is the rule's, so options living in the base's own
+        algorithm's ``train_step`` is the rule template's, so options living in the base's own
         ``train_step`` would be silently dropped; such a base says so here."""
         del hp
         return None
 
-    def holdout_batch_size(self) -> int:
-        """Global size of the labeled hold-out batch the engine adds to each Batch (0: none)."""
-        return 0
-
-    def holdout_mode(self) -> str:
-        """``joint`` (hold-out drawn from the labeled training set) or ``separate``."""
-        return "joint"
-
-    def holdout_fraction(self) -> float:
-        """Fraction of the labeled set held out of C_T in ``separate`` mode."""
-        return 0.0
+    @classmethod
+    def holdout_spec(cls, hp) -> HoldoutSpec:
+        """The labeled hold-out batch this algorithm needs with hyperparameters ``hp``."""
+        del hp
+        return NO_HOLDOUT
 
     # -- helpers shared by subclasses -------------------------------------------------
     def views(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,7 +224,7 @@ class Algorithm:
         return self.ctx.comm.shard(self.ctx.strong_augment(x, self.ctx.generator))
 
 
-class BaseMethod(Algorithm):
+class BaseMethod(Algorithm[H]):
     """A consistency method in the imputer / distance / schedule form.
 
     Subclasses implement :meth:`impute` and may override :meth:`distance`; their
@@ -225,7 +266,7 @@ class BaseMethod(Algorithm):
         logits_l, logits_u = logits[: x_l.shape[0]], logits[x_l.shape[0]:]
         targets, mask = self.impute(x_u_teacher, logits_u)
         return StepInputs(x_l, y_l, x_u, targets.detach(), mask.detach(), self.unlabeled_weight(step), logits_l, logits_u,
-                          x_u_impute=x_u_teacher)
+                          x_u_teacher=x_u_teacher)
 
     def labeled_losses(self, logits_l: torch.Tensor, s: StepInputs) -> torch.Tensor:
         """Per-sample C_T terms [b_l]: cross-entropy with y_l, or with ``s.y_l_soft`` when set."""
@@ -237,11 +278,15 @@ class BaseMethod(Algorithm):
         """Per-sample C_U terms [b_u]: mask * d(logits_u, z), z = ``targets`` or ``s.targets``."""
         return self.distance(logits_u, s.targets if targets is None else targets) * s.mask
 
-    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
-        s = self.prepare(batch, step)
+    def base_terms(self, s: StepInputs) -> LossTerms:
+        """C_T + lambda(t) C_U of prepared inputs: means over this worker's shard, and the
+        global fraction of unlabeled samples the base's mask keeps."""
         loss_l = self.labeled_losses(s.logits_l, s).mean()
-        per_u = self.unlabeled_losses(s.logits_u, s)
-        return LossTerms(loss_l, per_u.mean(), s.weight, {"mask_fraction": float(s.mask.float().mean())})
+        loss_u = self.unlabeled_losses(s.logits_u, s).mean()
+        return LossTerms(loss_l, loss_u, s.weight, {"mask_fraction": self.ctx.comm.all_reduce_mean(s.mask.float().mean())})
+
+    def loss_terms(self, batch: Batch, step: int) -> LossTerms:
+        return self.base_terms(self.prepare(batch, step))
 
 
 def hparam_fields(cls: type) -> dict[str, object]:

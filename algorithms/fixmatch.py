@@ -31,7 +31,7 @@ class FixMatchHparams:
 
 
 @register
-class FixMatch(BaseMethod):
+class FixMatch(BaseMethod[FixMatchHparams]):
     """psi = one-hot argmax of softmax(f_theta(weak(x_u))) (no gradient), masked where its
     maximum is below ``threshold``; d = cross-entropy on the STRONG view strong(x_u) (RandAugment
     + Cutout for images, ``ctx.strong_augment``); lambda(t) = lambda_u, constant by default.
@@ -47,7 +47,7 @@ class FixMatch(BaseMethod):
     """
 
     name = "fixmatch"
-    Hparams = FixMatchHparams
+    paper_hps = 2  # tunable hyperparameters the papers count: tau, lambda_u
     needs_teacher_view = False
     description = "FixMatch: confident weak-view pseudo-labels, cross-entropy on the strong view"
 
@@ -57,7 +57,7 @@ class FixMatch(BaseMethod):
 
     def prepare(self, batch: Batch, step: int) -> StepInputs:
         """Weak labeled view, weak and strong unlabeled views (global draws, then shards); the
-        student's x_u / logits_u are those of the strong view, the targets come from the weak."""
+        student's x_u_student / logits_u are those of the strong view, the targets come from the weak."""
         comm = self.ctx.comm
         x_l = self.views(batch.x_l)
         y_l = comm.shard(batch.y_l)
@@ -68,4 +68,4 @@ class FixMatch(BaseMethod):
         logits_l, logits_weak, logits_strong = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
         targets, mask = self.impute(None, logits_weak.detach())
         return StepInputs(x_l, y_l, x_u_strong, targets.detach(), mask.detach(), self.unlabeled_weight(step),
-                          logits_l, logits_strong, x_u_impute=x_u_weak)
+                          logits_l, logits_strong, x_u_teacher=x_u_weak)

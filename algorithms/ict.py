@@ -39,7 +39,7 @@ class ICTHparams:
 
 
 @register
-class ICT(EMATeacherMixin, BaseMethod):
+class ICT(EMATeacherMixin, BaseMethod[ICTHparams]):
     """psi = MixUp of the mean teacher's predictions: with t = softmax(f_theta'(u)) and
     lam ~ Beta(alpha, alpha), z = lam t + (1 - lam) t[perm] for the input
     u_mix = lam u + (1 - lam) u[perm]; d = ||softmax(f_theta(u_mix)) - z||^2 summed over
@@ -62,7 +62,7 @@ class ICT(EMATeacherMixin, BaseMethod):
 
     name = "ict"
     diagnostics = ('mixup_lambda',)  # results columns diag_<name>
-    Hparams = ICTHparams
+    paper_hps = 2  # tunable hyperparameters the papers count: alpha, w
     description = "interpolation consistency: mean-teacher targets mixed like the MixUp'ed unlabeled inputs"
 
     def __init__(self, model, hp, ctx) -> None:

@@ -93,7 +93,7 @@ class MeanTeacherHparams:
 
 
 @register
-class MeanTeacher(EMATeacherMixin, BaseMethod):
+class MeanTeacher(EMATeacherMixin, BaseMethod[MeanTeacherHparams]):
     """psi = softmax of the EMA teacher on a second augmented view; d = ||softmax(f(x)) - z||^2.
 
     The teacher is a separate copy whose weights are the EMA of the student's, updated after
@@ -103,7 +103,7 @@ class MeanTeacher(EMATeacherMixin, BaseMethod):
     """
 
     name = "mean_teacher"
-    Hparams = MeanTeacherHparams
+    paper_hps = 2  # tunable hyperparameters the papers count: Meta-Semi Table 2
     description = "EMA teacher, squared error between student and teacher softmax"
 
     def __init__(self, model, hp, ctx) -> None:

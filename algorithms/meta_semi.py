@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from . import losses
 from .base import Algorithm, Batch, LossTerms
 from .ema import WeightEMA
-from .hparams import require
-from .meta import directional_derivatives, loss_gradient
+from .hparams import method_field, require
+from .meta import directional_derivatives, global_loss_gradient, sign_weights
 from .mixup import mixup
 from .registry import register
 
@@ -64,7 +64,7 @@ class MetaSemiHparams:
 
     beta: float = field(default=0.5, metadata={"range": (0.1, 1.0), "scale": "linear"})
     ema_decay: float = 0.999
-    meta_method: Literal["jvp", "fd"] = "jvp"
+    meta_method: Literal["jvp", "fd"] = method_field("jvp", {"jvp": "first", "fd": "first"})
     meta_bn: Literal["train", "eval"] = "train"
     ict_weight: float = 0.0
     ict_alpha: float = 1.0
@@ -76,19 +76,15 @@ class MetaSemiHparams:
         require(self.ict_alpha > 0, "meta_semi ict_alpha must be > 0")
 
 
-def sign_weights(directional: torch.Tensor) -> torch.Tensor:
-    """Eq. 9: w_j = 1 where the meta-gradient -alpha <grad G, grad L_j> <= 0, i.e. where the
-    directional derivative <grad G, grad L_j> >= 0. [N] -> [N] float 0/1."""
-    return (directional >= 0).to(directional.dtype)
-
-
 @register
-class MetaSemi(Algorithm):
+class MetaSemi(Algorithm[MetaSemiHparams]):
     """Meta-Semi with EMA soft pseudo-labels and MixUp; see the module docstring."""
 
     name = "meta_semi"
     diagnostics = ('kept_fraction', 'loss_meta', 'loss_ict')  # results columns diag_<name>
-    Hparams = MetaSemiHparams
+    paper_hps = 1  # beta (002 Table 2)
+    # EMA-teacher pseudo-labels + MixUp of labeled and unlabeled inputs, as ICT: its cost without the meta step
+    cost_reference = "ict"
     description = "Meta-Semi: keep pseudo-labeled samples whose meta-gradient is <= 0"
     not_composable_because = "it is already a meta method; compose a base with the meta_semi rule instead (e.g. pseudo_label+meta_semi)"
 
@@ -132,8 +128,7 @@ class MetaSemi(Algorithm):
             u_ict, z_ict = (comm.shard(t) for t in self.ict_batch(draws[6], draws[7]))
         x_l, y_l, x_mix, y_mix, u_mix, u_targets = (comm.shard(t) for t in draws[:6])
         # v = grad G(X, theta), averaged over workers so every shard is weighed against the global direction.
-        v = loss_gradient(self.model, losses.soft_cross_entropy, x_l, y_l, self.hp.meta_bn)
-        v = {n: comm.all_reduce_mean(t) for n, t in v.items()}
+        v = global_loss_gradient(self.model, losses.soft_cross_entropy, x_l, y_l, self.hp.meta_bn, comm)
         d = directional_derivatives(self.model, losses.soft_cross_entropy, u_mix, u_targets, v,
                                     self.hp.meta_bn, self.hp.meta_method)
         w = sign_weights(d)

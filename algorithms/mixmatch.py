@@ -78,13 +78,13 @@ class MixMatchHparams:
 
 
 @register
-class MixMatch(BaseMethod):
+class MixMatch(BaseMethod[MixMatchHparams]):
     """MixMatch: psi = sharpen(mean softmax over K views, T), mixed by MixUp with labeled data;
     d = softmax squared error / C; lambda(t) = lambda_u * linear ramp-up. See the module docstring."""
 
     name = "mixmatch"
     diagnostics = ('mixup_lambda', 'guess_max_prob')  # results columns diag_<name>
-    Hparams = MixMatchHparams
+    paper_hps = 4  # tunable hyperparameters the papers count: Meta-Semi Table 2
     description = "MixMatch: sharpened K-view label guesses, MixUp of labeled and unlabeled, squared error"
 
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ class MixMatch(BaseMethod):
     def prepare(self, batch: Batch, step: int) -> StepInputs:
         """This worker's shard of X' (labeled, soft targets y_l_soft) and U' (mixed inputs and
         mixed guesses as targets); meta rules see MixMatch through this. The imputer's view of
-        a mixed sample is the mixed sample itself (``x_u_impute`` None)."""
+        a mixed sample is the mixed sample itself (``x_u_teacher`` None)."""
         comm = self.ctx.comm
         m = self.mixed_batches(batch)
         self._last_mix = m

@@ -35,7 +35,7 @@ class PiModelHparams:
 
 
 @register
-class PiModel(BaseMethod):
+class PiModel(BaseMethod[PiModelHparams]):
     """psi = softmax(f_theta(T'(x_u))) on a second, independently augmented view (same weights,
     no gradient); d = ||softmax(f_theta(T(x_u))) - z||^2 summed over classes; lambda(t) =
     lambda_u * exp(-5 (1 - t)^2) ramp-up.
@@ -48,7 +48,7 @@ class PiModel(BaseMethod):
     """
 
     name = "pi_model"
-    Hparams = PiModelHparams
+    paper_hps = 1  # tunable hyperparameters the papers count: w_max
     needs_teacher_view = True
     description = "Pi-model: squared error between softmaxes of two augmented views"
 

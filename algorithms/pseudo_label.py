@@ -30,12 +30,12 @@ class PseudoLabelHparams:
 
 
 @register
-class PseudoLabel(BaseMethod):
+class PseudoLabel(BaseMethod[PseudoLabelHparams]):
     """psi = one-hot argmax of f_theta(x_u) (same view, no gradient), masked by confidence;
     d = cross-entropy."""
 
     name = "pseudo_label"
-    Hparams = PseudoLabelHparams
+    paper_hps = 2  # tunable hyperparameters the papers count: threshold, lambda_u
     needs_teacher_view = False
     description = "hard pseudo-labels from the model's own confident predictions"
 

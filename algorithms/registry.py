@@ -5,16 +5,23 @@ algorithm module registers its class with :func:`register`, each meta rule with
 :func:`~algorithms.meta.rule.register_rule`. Adding an algorithm or a rule touches only its
 own file (and its test). ``BASE+RULE`` names are composed on demand
 (:func:`~algorithms.meta.compose.compose`).
+
+Algorithms and rules outside this package: name their packages (or modules) in the
+environment variable :data:`PLUGINS_ENV` (comma-separated, importable from ``sys.path``);
+every module of such a package is imported too, in the CLIs and in Ray workers alike.
 """
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 from .base import Algorithm
 from .hparams import ConfigError, from_dict
 from .meta.compose import compose
 from .meta.rule import get_rule, rules
+
+PLUGINS_ENV = "META_SSL_BENCH_PLUGINS"
 
 _REGISTRY: dict[str, type[Algorithm]] = {}
 _loaded = False
@@ -30,13 +37,25 @@ def register(cls: type[Algorithm]) -> type[Algorithm]:
     return cls
 
 
+def plugin_packages() -> list[str]:
+    """The packages named in :data:`PLUGINS_ENV`, in order."""
+    return [p.strip() for p in os.environ.get(PLUGINS_ENV, "").split(",") if p.strip()]
+
+
 def _load_all() -> None:
     global _loaded
     if _loaded:
         return
-    for pkg_name in (__package__, f"{__package__}.rules"):
-        package = importlib.import_module(pkg_name)
-        for info in pkgutil.iter_modules(package.__path__):
+    plugins = plugin_packages()
+    for pkg_name in (__package__, f"{__package__}.rules", *plugins):
+        try:
+            package = importlib.import_module(pkg_name)
+        except ModuleNotFoundError as e:
+            missing = e.name or ""
+            if pkg_name not in plugins or not (pkg_name == missing or pkg_name.startswith(missing + ".")):
+                raise  # a module the plugin itself imports is missing: the real error
+            raise ConfigError(f"cannot import {pkg_name!r} named in {PLUGINS_ENV}: {e}") from None
+        for info in pkgutil.iter_modules(getattr(package, "__path__", [])):
             if not info.name.startswith("_") and not info.ispkg:
                 importlib.import_module(f"{pkg_name}.{info.name}")
     _loaded = True

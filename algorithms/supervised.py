@@ -13,6 +13,7 @@ class Supervised(Algorithm):
     """C_T only; the unlabeled batch is never drawn (the lower anchor of every table)."""
 
     name = "supervised"
+    paper_hps = 0  # tunable hyperparameters the papers count: none beyond training
     uses_unlabeled = False
     description = "labeled cross-entropy only"
     not_composable_because = "it has no unlabeled term to act on"

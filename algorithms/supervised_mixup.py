@@ -25,7 +25,7 @@ class SupervisedMixupHparams:
 
 
 @register
-class SupervisedMixup(Algorithm):
+class SupervisedMixup(Algorithm[SupervisedMixupHparams]):
     """C_T on MixUp(X, Shuffle(X), lam) with one-hot labels mixed alike, soft cross-entropy;
     no unlabeled term (x_u is never read).
 
@@ -36,7 +36,7 @@ class SupervisedMixup(Algorithm):
 
     name = "supervised_mixup"
     diagnostics = ('mixup_lambda',)  # results columns diag_<name>
-    Hparams = SupervisedMixupHparams
+    paper_hps = 1  # tunable hyperparameters the papers count: alpha
     uses_unlabeled = False
     description = "labeled cross-entropy on MixUp of the labeled batch"
     not_composable_because = "it has no unlabeled term to act on"

@@ -34,7 +34,7 @@ class TemporalEnsemblingHparams:
 
 
 @register
-class TemporalEnsembling(BaseMethod):
+class TemporalEnsembling(BaseMethod[TemporalEnsemblingHparams]):
     """psi = bias-corrected ensemble Z_i / (1 - alpha^t_i) of the sample's past predictions
     (detached); d = ||softmax(f_theta(T(x_u))) - z||^2 summed over classes; lambda(t) =
     lambda_u * exp(-5 (1 - t)^2) ramp-up.
@@ -57,7 +57,7 @@ class TemporalEnsembling(BaseMethod):
     """
 
     name = "temporal_ensembling"
-    Hparams = TemporalEnsemblingHparams
+    paper_hps = 2  # tunable hyperparameters the papers count: w_max, alpha
     needs_teacher_view = False
     description = "temporal ensembling: squared error to an EMA of each sample's past predictions"
 

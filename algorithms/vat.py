@@ -74,7 +74,7 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class VAT(Algorithm):
+class VAT(Algorithm[VATHparams]):
     """An :class:`Algorithm` rather than a :class:`BaseMethod`: its distance needs the input, not
     only (logits, targets), so it does not fit ``prepare``/``distance``. In the imputer view
     psi = p(y | x_u, theta) on the clean input (no gradient); d = KL(psi || p(y | x_u + r_adv,
@@ -107,7 +107,7 @@ class VAT(Algorithm):
 
     name = "vat"
     diagnostics = ('vat_kl', 'entropy')  # results columns diag_<name>
-    Hparams = VATHparams
+    paper_hps = 2  # tunable hyperparameters the papers count: Meta-Semi Table 2
     description = "virtual adversarial training: KL to the prediction at the worst-case perturbation (+EntMin)"
     not_composable_because = "its unlabeled term is a KL to an adversarially perturbed input, not a distance to imputed targets a rule could change"
 

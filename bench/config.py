@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from algorithms import parse_hparams
+from algorithms import get_algorithm, parse_hparams
 from algorithms.hparams import ConfigError, from_dict, require
 
 
@@ -99,9 +99,9 @@ class RunConfig:
         for what, b in (("batch_labeled", self.batch_labeled), ("batch_unlabeled", self.batch_unlabeled)):
             require(b % self.workers == 0, f"{what}={b} is not divisible by {self.workers} workers (batches are global)")
         require(0.0 <= self.ema_decay < 1.0, "ema_decay must be in [0, 1)")
-        holdout = getattr(self.typed_hparams(), "holdout_batch", 0) or 0
+        holdout = get_algorithm(self.algorithm).holdout_spec(self.typed_hparams()).size
         require(holdout % self.workers == 0,
-                f"holdout_batch={holdout} is not divisible by {self.workers} workers (batches are global)")
+                f"hold-out batch {holdout} is not divisible by {self.workers} workers (batches are global)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":

@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 
 import datasets
-from algorithms import Batch, Comm, Stepper, TrainContext, get_algorithm, make_comm
+from algorithms import Algorithm, Batch, Comm, HoldoutSpec, Stepper, TrainContext, get_algorithm, make_comm
 from algorithms.ema import WeightEMA
+from algorithms.hparams import from_dict
 from algorithms.networks import build_network
 from datasets.augment import strong_augment_for, weak_augment_for
 from results import ResultsDirError, ResultStore, last_k_median
@@ -129,10 +130,14 @@ def environment_columns(device: torch.device, workers: int) -> dict:
     }
 
 
-class _Run:
-    """State of one run in progress (kept together so checkpoints can save and restore it)."""
+class Run:
+    """State of one run in progress (kept together so checkpoints can save and restore it).
 
-    def __init__(self, cfg: RunConfig, env: RunEnv, comm: Comm, device: torch.device) -> None:
+    Built by :func:`build_run`; ``bench.perf`` measures steps of a Run built the same way.
+    """
+
+    def __init__(self, cfg: RunConfig, env: RunEnv, comm: Comm, device: torch.device,
+                 algorithm: type[Algorithm] | None = None) -> None:
         self.cfg, self.env, self.comm, self.device = cfg, env, comm, device
         data = datasets.load(cfg.dataset, env.data_root, env.download)
         info = data.info
@@ -144,7 +149,8 @@ class _Run:
         val = torch.from_numpy(self.split.val.copy())
         self.x_val, self.y_val = data.x_train[val].to(device), data.y_train[val].to(device)
         self.x_test, self.y_test = data.x_test.to(device), data.y_test.to(device)
-        algo_cls = get_algorithm(cfg.algorithm)
+        algo_cls = algorithm or get_algorithm(cfg.algorithm)
+        hp = from_dict(algo_cls.Hparams, cfg.hparams, f"{cfg.algorithm} hyperparameter") if algorithm else cfg.typed_hparams()
         if algo_cls.uses_unlabeled:
             x_u = data.x_train[torch.from_numpy(self.split.unlabeled.copy())]
             if data.x_extra_unlabeled is not None:
@@ -159,30 +165,31 @@ class _Run:
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
         ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator,
                            num_unlabeled=self.x_u.shape[0], strong_augment=strong_augment_for(cfg.dataset))
-        self.algo = algo_cls(self.model, cfg.typed_hparams(), ctx)
+        self.algo = algo_cls(self.model, hp, ctx)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
         self.stepper = Stepper(self.model, self.optimizer, self.scheduler, comm)
         self.eval_ema = WeightEMA(self.model, cfg.ema_decay)
         self.sample_l = EpochSampler(self.x_l.shape[0], cfg.batch_labeled, self.generator)
         self.sample_u = EpochSampler(max(1, self.x_u.shape[0]), cfg.batch_unlabeled, self.generator) if algo_cls.uses_unlabeled else None
-        self.sample_h = self._holdout_sampler()
+        self.sample_h = self._holdout_sampler(algo_cls.holdout_spec(hp))
         self.step = 0
         self.eval_rows: list[dict] = []
         self.train_seconds = 0.0
 
-    def _holdout_sampler(self) -> EpochSampler | None:
+    def _holdout_sampler(self, spec: HoldoutSpec) -> EpochSampler | None:
         """A sampler of labeled hold-out batches for meta rules that ask for them.
 
         ``joint``: hold-out batches come from the labeled training set itself (L2I's default,
         no extra labels). ``separate``: a class-balanced part of the labeled set (a function of
         the split seed) becomes the hold-out set and leaves C_T's labeled set (001 Table 6).
         """
-        size = self.algo.holdout_batch_size()
+        self.holdout = spec
+        size = spec.size
         if size <= 0:
             self.x_h = self.y_h = None
             return None
-        if self.algo.holdout_mode() == "separate":
-            train, hold = datasets.holdout_split(self.y_l.cpu().numpy(), self.algo.holdout_fraction(), self.cfg.split_seed)
+        if spec.mode == "separate":
+            train, hold = datasets.holdout_split(self.y_l.cpu().numpy(), spec.fraction, self.cfg.split_seed)
             train_t, hold_t = torch.from_numpy(train).to(self.x_l.device), torch.from_numpy(hold).to(self.x_l.device)
             self.x_h, self.y_h = self.x_l[hold_t], self.y_l[hold_t]
             self.x_l, self.y_l = self.x_l[train_t], self.y_l[train_t]
@@ -265,7 +272,7 @@ class _Run:
         while self.step < cfg.steps:
             t0 = time.perf_counter()
             self.model.train()
-            diag = self.algo.train_step(self.next_batch(), self.step, self.stepper)
+            diag = {k: float(v) for k, v in self.algo.train_step(self.next_batch(), self.step, self.stepper).items()}
             self.eval_ema.update(self.model)
             bad = torch.tensor(0.0 if math.isfinite(diag["loss"]) else 1.0)
             if self.comm.world_size > 1:
@@ -320,6 +327,14 @@ class _Run:
         }
 
 
+def build_run(cfg: RunConfig, env: RunEnv, comm: Comm | None = None, device: torch.device | str = "cpu",
+              algorithm: type[Algorithm] | None = None) -> Run:
+    """A run ready for its first step: data and split on ``device``, model, algorithm (the
+    registered ``cfg.algorithm``, or ``algorithm`` for a class the registry does not know),
+    optimizer and schedule, stepper, evaluation EMA and batch samplers."""
+    return Run(cfg, env, comm or make_comm(), torch.device(device), algorithm)
+
+
 def _base_row(cfg: RunConfig, run_id: str) -> dict:
     row = {
         "run_id": run_id, "suite": cfg.suite, "dataset": cfg.dataset, "n_labels": cfg.n_labels,
@@ -355,7 +370,7 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
     run = None
     write_error = ""
     try:
-        run = _Run(cfg, env, comm, device)
+        run = build_run(cfg, env, comm, device)
         state = reporter.restore()
         if state is not None:
             run.load_state_dict(state)

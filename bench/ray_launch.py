@@ -4,7 +4,8 @@ as Ray Train worker groups inside their trial.
 A single-worker run is a plain Tune function trial (a TorchTrainer costs seconds to start on
 a small machine). A run with W > 1 workers is a trial whose driver holds no CPU and starts a
 ``TorchTrainer`` with W workers (gloo on CPU, NCCL on GPUs): the driver reserving a CPU of
-its own would deadlock a machine with exactly W CPUs (RAY_NOTES.md).
+its own would deadlock a machine with exactly W CPUs (docs/ray.md). ``bench.run``,
+``bench.sensitivity`` and ``bench.tune`` all launch their trials through :func:`run_trial`.
 """
 from __future__ import annotations
 
@@ -15,15 +16,20 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
+
+from algorithms.registry import PLUGINS_ENV
 
 from . import ray_node
 from .checkpoint import load_state, save_state
 from .config import RunConfig, RunEnv
 from .grid_progress import GridOutcome, make_progress_callback
 from .ray_node import DEFAULT_CONNECT_TIMEOUT_S, RayStartError
+
+if TYPE_CHECKING:
+    from .engine import Reporter, RunOutcome
 
 # Processes that were this driver's children before it started a local Ray (not Ray's).
 _PRE_EXISTING: dict[int, str] | None = None
@@ -79,8 +85,11 @@ def start_ray(address: str | None, num_cpus: int | None, num_gpus: int | None = 
     if ray.is_initialized():
         return ray.cluster_resources()
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    # Workers must import the project even where it is not pip-installed.
-    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}}
+    # Workers must import the project even where it is not pip-installed, and load the same plugins.
+    env_vars = {"PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    if os.environ.get(PLUGINS_ENV):
+        env_vars[PLUGINS_ENV] = os.environ[PLUGINS_ENV]
+    runtime_env = {"env_vars": env_vars}
     if address:
         ray_node.probe_cluster(address, connect_timeout)
         ray.init(address=address, runtime_env=runtime_env, logging_level="warning", log_to_driver=False)
@@ -122,7 +131,7 @@ def stop_ray() -> None:
     _PRE_EXISTING = None
 
 
-class _TuneReporter:
+class TuneReporter:
     """Engine reporter inside a single-worker Tune trial."""
 
     def report(self, metrics: dict, state: dict | None) -> None:
@@ -141,7 +150,7 @@ class _TuneReporter:
         return load_checkpoint(tune.get_checkpoint())
 
 
-class _TrainReporter:
+class TrainReporter:
     """Engine reporter inside a Ray Train worker: every rank reports, rank 0 saves the state."""
 
     def report(self, metrics: dict, state: dict | None) -> None:
@@ -180,16 +189,22 @@ def load_checkpoint(ckpt) -> dict | None:
         return load_state(d)
 
 
-def _threads_for_trial() -> None:
+def threads_for_trial() -> None:
+    """torch threads = the trial's CPUs."""
     # Ray sets OMP_NUM_THREADS to the trial's CPUs; more torch threads than that slow small loops down.
     n = int(os.environ.get("OMP_NUM_THREADS", "1") or 1)
     torch.set_num_threads(max(1, n))
 
 
-def _final_metrics(outcome) -> dict:
+def final_metrics(outcome: RunOutcome) -> dict:
+    """The last report of a trial: status and validation error of the finished run."""
     r = outcome.run_row
     return {"done": True, "status": r["status"], "steps_done": r["steps_done"], "val_error_final": r["val_error"],
             "steps_per_s": r["steps_per_s"], "write_error": outcome.write_error}
+
+
+ReporterWrap = Callable[["Reporter", RunConfig], "Reporter"]  # e.g. the search's filter of what Tune may see
+FinalMetrics = Callable[["RunOutcome"], dict]
 
 
 def _train_loop_per_worker(job: dict) -> None:
@@ -201,15 +216,25 @@ def _train_loop_per_worker(job: dict) -> None:
 
     from .engine import train_run
 
-    _threads_for_trial()
+    threads_for_trial()
     cfg, env = RunConfig.from_dict(job["run"]), RunEnv(**job["env"])
     device = ray.train.torch.get_device() if env.gpus_per_worker > 0 else torch.device("cpu")
-    outcome = train_run(cfg, env, reporter=_TrainReporter(), comm=make_comm(), device=device)
-    ray.train.report(_final_metrics(outcome))
+    reporter = job["wrap"](TrainReporter(), cfg) if job.get("wrap") else TrainReporter()
+    outcome = train_run(cfg, env, reporter=reporter, comm=make_comm(), device=device)
+    ray.train.report((job.get("final") or final_metrics)(outcome))
 
 
-def run_trial(job: dict) -> None:
-    """A Tune trial: one run, in this process or on a Ray Train worker group."""
+def run_trial(job: dict, wrap: ReporterWrap | None = None, final: FinalMetrics = final_metrics,
+              on_outcome: Callable[[RunOutcome], None] | None = None, train_name: str | None = None,
+              train_storage: str | None = None) -> None:
+    """A Tune trial: one run, in this process (1 worker) or on a Ray Train worker group.
+
+    ``job``: {"run": RunConfig dict, "env": RunEnv dict}. ``wrap`` wraps the engine's reporter
+    (every worker's, for multi-worker runs), ``final`` makes the trial's last report from the
+    outcome, ``on_outcome`` sees a single-worker outcome before that report. A multi-worker
+    run's Train state goes to ``train_storage/train_name`` (default: results_dir/ray/train-ID)
+    and is removed once the run's rows are in the store.
+    """
     from ray import tune
 
     from algorithms import Comm
@@ -218,10 +243,13 @@ def run_trial(job: dict) -> None:
 
     cfg, env = RunConfig.from_dict(job["run"]), RunEnv(**job["env"])
     if cfg.workers == 1:
-        _threads_for_trial()
+        threads_for_trial()
         device = "cuda" if env.gpus_per_worker > 0 and torch.cuda.is_available() else "cpu"
-        outcome = train_run(cfg, env, reporter=_TuneReporter(), comm=Comm(), device=device)
-        tune.report(_final_metrics(outcome))
+        reporter = wrap(TuneReporter(), cfg) if wrap else TuneReporter()
+        outcome = train_run(cfg, env, reporter=reporter, comm=Comm(), device=device)
+        if on_outcome is not None:
+            on_outcome(outcome)
+        tune.report(final(outcome))
         return
     import ray.train
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -230,31 +258,37 @@ def run_trial(job: dict) -> None:
     resources = {"CPU": 1}
     if env.gpus_per_worker > 0:
         resources["GPU"] = env.gpus_per_worker
+    name = train_name or f"train-{cfg.run_id}"
+    storage = train_storage or os.path.join(env.results_dir, "ray")
     trainer = TorchTrainer(
         _train_loop_per_worker,
-        train_loop_config=job,
+        train_loop_config={**job, "wrap": wrap, "final": final},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=env.gpus_per_worker > 0,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=f"train-{cfg.run_id}", storage_path=os.path.join(env.results_dir, "ray"),
-            callbacks=[TuneReportCallback()],
+            name=name, storage_path=storage, callbacks=[TuneReportCallback()],
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),
     )
     trainer.fit()
     # The run's rows are in the store: its Train storage (checkpoints, state) is spent.
-    shutil.rmtree(os.path.join(env.results_dir, "ray", f"train-{cfg.run_id}"), ignore_errors=True)
+    shutil.rmtree(os.path.join(storage, name), ignore_errors=True)
+
+
+def trial_resources(workers: int, gpus_per_worker: float) -> dict[str, float]:
+    """What a trial's own process reserves: 1 CPU (and its GPUs) for a single-worker run; no
+    CPU for a multi-worker run's driver, which only waits for its worker group and must not
+    hold a CPU they need."""
+    if workers > 1:
+        return {"CPU": 0, "memory": 64 * 1024 ** 2}
+    res = {"CPU": 1}
+    if gpus_per_worker > 0:
+        res["GPU"] = gpus_per_worker
+    return res
 
 
 def _trial_resources(job: dict) -> dict[str, float]:
-    run, env = job["run"], job["env"]
-    if run.get("workers", 1) > 1:
-        # The trial's driver only waits for its worker group: it must not hold a CPU they need.
-        return {"CPU": 0, "memory": 64 * 1024 ** 2}
-    res = {"CPU": 1}
-    if env.get("gpus_per_worker", 0) > 0:
-        res["GPU"] = env["gpus_per_worker"]
-    return res
+    return trial_resources(job["run"].get("workers", 1), job["env"].get("gpus_per_worker", 0))
 
 
 def _os_error_in(e: BaseException) -> OSError | None:

@@ -16,16 +16,16 @@ import os
 import sys
 import time
 
-from algorithms import ConfigError, get_algorithm, list_algorithms
-from algorithms.networks import check_network, list_networks
+from algorithms import list_algorithms
+from algorithms.networks import list_networks
 
 from .cli_errors import UsageError, csv_list, fail, interrupted, make_parser
 from .config import RunConfig, RunEnv
+from .planner import DEFAULT_RESULTS, PlanRequest, make_plan, parse_hp_items
 from .ray_node import DEFAULT_CONNECT_TIMEOUT_S
-from .suites import SUITES, expand
+from .suites import SUITES
 
 PROG = "bench.run"
-DEFAULT_RESULTS = "bench-results"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,158 +83,24 @@ def _listing() -> str:
         protocol_listing()])
 
 
+def request_from_args(args: argparse.Namespace) -> PlanRequest:
+    """The typed plan request of a parsed command line; UsageError for a malformed --hp."""
+    tup = lambda v: tuple(v) if v else None  # noqa: E731
+    return PlanRequest(suite=args.suite, algorithms=tup(args.algorithms), datasets=tup(args.datasets),
+                       labels=tup(args.labels), seeds=args.seeds, split_seed=args.split_seed, preset=args.preset,
+                       config_from=args.config_from, hp=parse_hp_items(args.hp), network=args.network,
+                       steps=args.steps, val_protocol=args.val_protocol, workers=args.workers,
+                       gpus_per_worker=args.gpus_per_worker, results_dir=args.results_dir,
+                       data_root=args.data_root, download=args.download, protocols=tup(args.protocol),
+                       allow_missing_presets=args.allow_missing_presets, dry_run=args.dry_run)
+
+
 def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:
     """Validate everything that can be checked without Ray; UsageError on bad input."""
-    import datasets
-
-    if args.suite not in SUITES:
-        raise UsageError(f"unknown suite {args.suite!r} (valid: {', '.join(SUITES)})")
-    for algo in args.algorithms or []:
-        try:
-            get_algorithm(algo)  # also composes BASE+RULE and says why a pair is refused
-        except ConfigError as e:
-            raise UsageError(str(e)) from None
-    for d in args.datasets or []:
-        if d not in datasets.list_datasets():
-            raise UsageError(f"unknown dataset {d!r} (valid: {', '.join(datasets.list_datasets())})")
-    from . import presets
-
-    if args.preset is not None and args.preset not in presets.preset_names():
-        raise UsageError(f"unknown preset {args.preset!r} (valid: {', '.join(presets.preset_names())})")
-    if args.network is not None and args.network not in list_networks():
-        raise UsageError(f"unknown network {args.network!r} (valid: {', '.join(list_networks())})")
-    if args.steps is not None and args.steps <= 0:
-        raise UsageError(f"--steps must be positive, got {args.steps}")
-    if args.seeds is not None and args.seeds <= 0:
-        raise UsageError(f"--seeds must be positive, got {args.seeds}")
-    if args.split_seed is not None and args.split_seed < 0:
-        raise UsageError(f"--split-seed must be non-negative, got {args.split_seed}")
-    if args.workers < 1:
-        raise UsageError(f"--workers must be at least 1, got {args.workers}")
-    if args.gpus_per_worker < 0:
-        raise UsageError("--gpus-per-worker must be >= 0")
-    for n in args.labels or []:
-        if n <= 0:
-            raise UsageError(f"--labels must be positive, got {n}")
-    try:
-        if _protocol_mode(args):
-            configs = _protocol_configs(args)
-        else:
-            configs = expand(SUITES[args.suite], algorithms=args.algorithms, datasets=args.datasets, labels=args.labels,
-                             seeds=args.seeds, split_seed=args.split_seed, steps=args.steps, workers=args.workers,
-                             network=args.network, val_protocol=args.val_protocol)
-        if args.preset:
-            configs = [presets.apply(c, args.preset) for c in configs]
-            if args.network or args.steps:  # explicit flags win over the preset
-                configs = [dataclasses.replace(c, **{k: v for k, v in (("network", args.network), ("steps", args.steps),
-                                                                       ("eval_every", min(c.eval_every, args.steps or c.eval_every)))
-                                                     if v is not None}) for c in configs]
-        if getattr(args, "config_from", None):
-            configs = _apply_search(configs, args.config_from, args.results_dir)
-        if args.hp:
-            configs = _apply_hp(configs, args.hp)
-        for cfg in configs:
-            cfg.typed_hparams()
-    except ConfigError as e:
-        raise UsageError(str(e)) from None
-    checked: set = set()
-    for cfg in configs:
-        key = (cfg.dataset, cfg.n_labels, cfg.network)
-        if key in checked:
-            continue
-        checked.add(key)
-        info = datasets.get_info(cfg.dataset)
-        try:
-            n_val = datasets.resolve_n_val(info, cfg.n_labels, cfg.val_protocol, cfg.n_val)
-            datasets.validate_request(info, cfg.n_labels, n_val)
-            check_network(cfg.network, info.input_shape)
-        except (datasets.SplitError, ValueError) as e:
-            raise UsageError(str(e)) from None
-    for d in sorted({c.dataset for c in configs}) if not getattr(args, "dry_run", False) else ():  # plans need no files
-        try:
-            datasets.check_available(d, args.data_root, args.download)
-        except datasets.DatasetUnavailable as e:
-            raise UsageError(str(e)) from None
-    env = RunEnv(results_dir=os.path.abspath(args.results_dir),
-                 data_root=os.path.abspath(args.data_root) if args.data_root else None,
-                 download=args.download, gpus_per_worker=args.gpus_per_worker)
-    return configs, env
-
-
-def _protocol_mode(args: argparse.Namespace) -> bool:
-    """Paper protocols run for --protocol and for --suite full (the papers' tables)."""
-    if getattr(args, "protocol", None) and args.suite not in ("quick", "full"):
-        raise UsageError(f"--protocol runs paper tables of the full suite; it does not combine with --suite {args.suite}")
-    return bool(getattr(args, "protocol", None)) or args.suite == "full"
-
-
-def _protocol_configs(args: argparse.Namespace) -> list[RunConfig]:
-    """The protocols' runs (bench.protocols), the CLI's overrides applied and recorded; their
-    protocol memberships are kept on ``args.protocol_runs`` for the dry run."""
-    from . import protocols
-
-    if args.preset is not None:
-        raise UsageError("--preset does not combine with paper protocols: each protocol names its preset family "
-                         "(see --list)")
-    runs = protocols.expand(args.protocol, seeds=args.seeds, split_seed=args.split_seed, workers=args.workers,
-                            val_protocol=args.val_protocol, allow_missing_presets=args.allow_missing_presets,
-                            algorithms=args.algorithms, datasets=args.datasets, labels=args.labels)
-    runs = [dataclasses.replace(r, config=protocols.with_overrides(r.config, steps=args.steps, network=args.network))
-            for r in runs]
-    args.protocol_runs = runs
-    return [r.config for r in runs]
-
-
-def _parse_value(text: str):
-    """'0.5' -> 0.5, '3' -> 3, 'true' -> True, anything else stays a string."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _apply_hp(configs: list[RunConfig], items: list[str]) -> list[RunConfig]:
-    """--hp KEY=VALUE on every config whose algorithm has KEY; UsageError if none has it."""
-    from algorithms import get_algorithm
-
-    values = {}
-    for item in items:
-        key, eq, raw = item.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--hp expects KEY=VALUE, got {item!r}")
-        values[key] = _parse_value(raw)
-    fields = {c.algorithm: {f.name for f in dataclasses.fields(get_algorithm(c.algorithm).Hparams)} for c in configs}
-    for key in values:
-        if not any(key in f for f in fields.values()):
-            raise UsageError(f"--hp {key}: no selected algorithm has this hyperparameter "
-                             f"(algorithms: {', '.join(sorted(fields))})")
-    return [dataclasses.replace(c, hparams={**c.hparams, **{k: v for k, v in values.items() if k in fields[c.algorithm]}})
-            for c in configs]
-
-
-def _apply_search(configs: list[RunConfig], search_id: str, results_dir: str) -> list[RunConfig]:
-    """Configs of the search's algorithm with its best hyperparameters (python -m bench.tune)."""
-    import json
-
-    from results.trials import SearchStore
-
-    row = SearchStore(results_dir).search(search_id)
-    if row is None:
-        raise UsageError(f"--config-from: no finished search {search_id!r} under {os.path.abspath(results_dir)}")
-    params = json.loads(row["best_params_json"])
-    if not any(c.algorithm == row["algorithm"] for c in configs):
-        raise UsageError(f"--config-from: search {search_id} tuned {row['algorithm']}, which this command does not run")
-    note = (f"; hyperparameters {json.dumps(params, sort_keys=True)} from search {search_id} ({row['dataset']}/"
-            f"{row['n_labels']}, {row['steps']} steps, {row['trials']} trials, validation error "
-            f"{100 * row['best_val_error']:.2f}%)")
-    return [dataclasses.replace(c, hparams={**c.hparams, **params}, protocol_notes=c.protocol_notes + note,
-                                preset=f"{c.preset}+search:{search_id}" if c.preset else f"search:{search_id}")
-            if c.algorithm == row["algorithm"] else c for c in configs]
+    plan_ = make_plan(request_from_args(args))
+    if plan_.protocol_runs is not None:  # the dry run shows which paper tables each run belongs to
+        args.protocol_runs = plan_.protocol_runs
+    return plan_.configs, plan_.env
 
 
 def check_local_resources(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from algorithms import ConfigError
 from .cli_errors import UsageError, csv_list, fail, interrupted, make_parser
 from .ray_node import DEFAULT_CONNECT_TIMEOUT_S, RayStartError
 from .config import RunConfig, RunEnv
+from .planner import PlanRequest, plan_runs
 
 PROG = "bench.sensitivity"
 
@@ -95,7 +96,6 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv, dict]:
     """Validate and expand the grid; returns (configs, env, studies-table row)."""
     import datasets
 
-    from . import run as bench_run
     from .suites import RECIPES
 
     if args.seeds <= 0:
@@ -106,13 +106,10 @@ def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv, dict]:
     if args.dataset not in datasets.list_datasets():
         raise UsageError(f"unknown dataset {args.dataset!r} (valid: {', '.join(datasets.list_datasets())})")
     labels = args.labels if args.labels is not None else RECIPES[args.dataset].labels[0]
-    # bench.run's own defaults for every flag it has (it grows flags), then ours.
-    ns = bench_run.build_parser().parse_args([])
-    vars(ns).update(dict(suite="quick", algorithms=args.algorithms, datasets=[args.dataset], labels=[labels],
-                            seeds=args.seeds, split_seed=args.split_seed, preset=args.preset, network=None,
-                            steps=args.steps, val_protocol="scarce", workers=1, gpus_per_worker=0.0,
-                            results_dir=args.results_dir, data_root=args.data_root, download=False))
-    base, env = bench_run.plan(ns)
+    base, env = plan_runs(PlanRequest(
+        suite="quick", algorithms=tuple(args.algorithms), datasets=(args.dataset,), labels=(labels,), seeds=args.seeds,
+        split_seed=args.split_seed, preset=args.preset, steps=args.steps, results_dir=args.results_dir,
+        data_root=args.data_root))
     spec = {"dataset": args.dataset, "n_labels": labels, "axes": axes, "seeds": args.seeds,
             "split_seed": args.split_seed, "steps": base[0].steps, "preset": args.preset or ""}
     sid = study_id(spec)

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from algorithms import list_algorithms
+from algorithms import list_algorithms, list_compositions, list_rules
 
 from .config import OptimConfig, RunConfig
 from .protocols import PROTOCOLS, Protocol, protocol_listing, protocols_of  # noqa: F401  (the paper tables, re-exported)
@@ -45,29 +45,20 @@ class Suite:
     #: BASE+RULE runs added when no --algorithms is given, at ``composition_budget`` x each recipe's steps
     compositions: tuple[str, ...] = ()
     composition_budget: float = 1.0
+    #: bases that carry every registered meta rule (each rule that accepts the base), added to ``compositions``
+    rules_on: tuple[str, ...] = ()
+
+    def all_compositions(self) -> list[str]:
+        """``compositions``, then every registered rule on each base of ``rules_on``."""
+        registered = set(list_compositions())
+        extra = [f"{b}+{r}" for b in self.rules_on for r in list_rules() if f"{b}+{r}" in registered]
+        return list(self.compositions) + [c for c in extra if c not in self.compositions]
 
 
-# two_circles (radii 0.5 and 1, noise 0.1, 400 steps). Chosen on the validation error (mean of 6 seeds, 50 val points
-# each, so one point is 2%; the test error was not looked at for choosing). Defaults collapsed to one class:
-# MixMatch lambda_u 75 (val 50.0%), ICT lambda_u 10 with teacher EMA 0.999 (51.2%; the teacher barely leaves its
-# initialisation in 400 steps); VAT's eps 2 (40.3%) crosses the 0.5 gap between the circles. Tried (val %):
-# MixMatch lambda_u/alpha 1/0.75 29.0, 1/0.2 15.0, 10/0.75 50.0, 10/0.2 47.8, 1/0.1 13.3, 3/0.1 13.5, 1/0.1 with
-# T=1 11.7 (not taken: within one seed's noise, and it drops the method's sharpening);
-# ICT ema/lambda_u/alpha 0.9/1/1 13.5, 0.9/10/1 50.2, 0.95/1/1 13.3, 0.95/10/1 51.0, 0.95/1/0.2 11.7,
-# 0.95/0.3/0.2 11.2, 0.95/3/0.2 17.0; VAT eps 0.05 11.2, 0.1 11.7, 0.2 11.0, 0.3 11.7, 0.5 17.2 (supervised: 10.7).
-# MixUp between the circles produces points on neither, hence the small alphas.
-# L2I on the toy (PL base, 6 seeds, 400 steps, val %, O / L): the official inner step (k = 50 / 100 x lr) collapses
-# (48 / 41, inner step 1.5-3 on a 2-4-2 net); with the run's Adam shared by both updates (001 Alg. 1, official
-# code) every scale 0.1-10 gives 13.5-13.8 / 12.7-13.8 (worse than PL's 8.3): the second update replays the
-# first's Adam momentum even for a zero meta-gradient (measured: zeroing the meta-gradient gives the same 37% test
-# error on seed 1), i.e. ~2x PL's step size. With its own Adam (l2i_meta_optimizer separate), scale 1 / 3 / 10 / 30
-# gives O 8.5 / 8.3 / 7.8 / 23.0 and L 8.2 / 6.8 / 5.8 / 7.2 (0.3: L 8.0; 50: O 42.5): scale 10 for both.
+# Recipe values, each chosen on validation error (docs/recipes.md has what was tried and measured):
+# the toy needs small MixUp alphas, faster teachers, VAT eps 0.2; L2I a virtual step of 10 x lr with its own Adam.
 _L2I_TOY = {"l2i_inner_lr_scale": 10.0, "l2i_meta_optimizer": "separate"}
-# meta_grad on PL (300 steps here and on digits, 2 seeds, val % two_circles / digits): with 003's cross-domain MixUp
-# every setting collapses toward one class (defaults 53 / 90; meta_lr 0.1 55.5 / 90; no meta step, i.e. "mixup
-# only", 55 / 90; model-softmax init 29 / 75, with gamma 0.1 28 / 49, 0.5 33.5 / 65; PL init gamma 0.1 32.5 / 89):
-# from a random network the mixed targets are half pseudo-labels, with no ramp (003 Eq. 13; the official code
-# warms the lr up over 4,000 of 400k steps). Without MixUp ("meta only", 003 Table 4) 18 / 21, PL-level: taken.
+# meta_grad without cross-domain MixUp ("meta only", 003 Table 4): with it every setting collapsed at these budgets.
 _META_GRAD_SMALL = {"use_mixup": False}
 _TOY_HP = {"pseudo_label": {"threshold": 0.0}, "mean_teacher": {"ema_decay": 0.95}, "meta_semi": {"ema_decay": 0.95},
            "mixmatch": {"lambda_u": 1.0, "alpha": 0.1}, "ict": {"ema_decay": 0.95, "lambda_u": 0.3, "alpha": 0.2},
@@ -75,9 +66,7 @@ _TOY_HP = {"pseudo_label": {"threshold": 0.0}, "mean_teacher": {"ema_decay": 0.9
 # 150 steps: fast teachers, and milder MixUp (alpha 1 needs ~600 steps to pay off on digits).
 _SMOKE_HP = {"mean_teacher": {"ema_decay": 0.9}, "meta_semi": {"ema_decay": 0.9}, "supervised_mixup": {"alpha": 0.2},
              "mixmatch": {"lambda_u": 10.0, "alpha": 0.1}}
-# MixMatch's lambda_u 75 (CIFAR-10) drives 1k-step digits runs into one-class guesses; 10 measured 7% error.
-# L2I on digits (PL base, 300 steps, 2 seeds, val %, O / L; PL 21.0): the official k = 50 diverges (inner step 2.5);
-# shared optimizer scale 1 / 3 / 10: 20 / 20, 18 / 20, 27 / 18; separate: 20 / 21, 28 / 20, 44 (diverged) / 22.
+# digits: MixMatch lambda_u 10 (75 collapses 1k-step runs); L2I inner scales 3 (O) and 10 (L) (docs/recipes.md).
 _SMALL_HP = {"mean_teacher": {"ema_decay": 0.99}, "meta_semi": {"ema_decay": 0.99}, "mixmatch": {"lambda_u": 10.0},
              "+l2i_o": {"l2i_inner_lr_scale": 3.0}, "+l2i_l": {"l2i_inner_lr_scale": 10.0}, "+meta_grad": _META_GRAD_SMALL}
 
@@ -117,7 +106,6 @@ RECIPES: dict[str, Recipe] = {r.dataset: r for r in (TWO_CIRCLES, DIGITS, FASHIO
 
 
 
-_QUICK_RULES = ("l2i_o", "l2i_l", "meta_semi", "l2rw", "meta_grad")
 
 SUITES: dict[str, Suite] = {
     "smoke": Suite("smoke", "seconds: two_circles and digits, tiny budgets, 1 seed (for tests)",
@@ -128,7 +116,7 @@ SUITES: dict[str, Suite] = {
                             "(rules at half the budget), 2 seeds; under 10 minutes on 2 CPU cores",
                    (TWO_CIRCLES, dataclasses.replace(DIGITS, steps=600, protocol_notes=DIGITS.protocol_notes.replace(
                        "1k steps", "600 steps (quick budget)"))), seeds=2,
-                   compositions=tuple(f"pseudo_label+{r}" for r in _QUICK_RULES), composition_budget=0.5),
+                   rules_on=("pseudo_label",), composition_budget=0.5),
     "toy": Suite("toy", "paper 000 Fig. 1: two circles, 50 labels, SL / PL / PL+L2I (model output) / PL+L2I "
                         "(learnable labels), 3 seeds", (TWO_CIRCLES,), seeds=3,
                  algorithms=("supervised", "pseudo_label"), compositions=("pseudo_label+l2i_o", "pseudo_label+l2i_l")),
@@ -156,7 +144,7 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
     # (algorithm, fraction of the recipe's budget)
     algos = [(a, 1.0) for a in algorithms] if algorithms else (
         [(a, 1.0) for a in (suite.algorithms or list_algorithms())]
-        + [(c, suite.composition_budget) for c in suite.compositions])
+        + [(c, suite.composition_budget) for c in suite.all_compositions()])
     n_seeds = seeds if seeds is not None else suite.seeds
     configs = []
     for r in recipes:

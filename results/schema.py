@@ -39,7 +39,10 @@ SCHEMA_VERSION = "2"
 
 STATUSES = ("ok", "failed", "diverged")
 SPLITS = ("val", "test")
-MODELS = ("ema", "raw", "swa")  # swa: fast-SWA average (mean_teacher fast_swa)
+# Models every run evaluates, and the extra ones the suite's algorithms add (``eval_models()``:
+# mean_teacher's fast-SWA average "swa"); any other name of letters, digits and "_" is accepted,
+# so a new algorithm's extra model never makes a finished run unwritable.
+MODELS = ("ema", "raw", "swa")
 
 HP_PREFIX = "hp_"
 DIAG_PREFIX = "diag_"
@@ -321,8 +324,9 @@ def evals_table(eval_rows: Sequence[Mapping[str, Any]], run_id: str | None = Non
             raise ValueError(f"{where}: run_id {out['run_id']!r} does not match the run's {run_id!r}")
         if out["split"] not in SPLITS:
             raise ValueError(f"{where}: split must be one of {SPLITS}, got {out['split']!r}")
-        if out["model"] not in MODELS:
-            raise ValueError(f"{where}: model must be one of {MODELS}, got {out['model']!r}")
+        if not out["model"] or not all(c.isalnum() or c == "_" for c in out["model"]):
+            raise ValueError(f"{where}: model must be a name of letters, digits and '_' (e.g. {', '.join(MODELS)}), "
+                             f"got {out['model']!r}")
         diagnostics: list[tuple[str, float]] = []
         for name, v in row.items():
             if name in EVALS_REQUIRED:

@@ -123,7 +123,7 @@ def test_mean_teacher_targets_come_from_the_teacher_on_a_second_view():
     noise_augment(b.x_l, g)
     x_u_student = noise_augment(b.x_u, g)
     x_u_teacher = noise_augment(b.x_u, g)
-    torch.testing.assert_close(s.x_u, x_u_student)
+    torch.testing.assert_close(s.x_u_student, x_u_student)
     with torch.no_grad():
         ref = torch.softmax(copy.deepcopy(algo.model)(x_u_teacher), dim=1)
     torch.testing.assert_close(s.targets, ref)

@@ -42,8 +42,9 @@ BAD_INPUTS = [
     (["--suite", "smoke", "--steps", "abc"], "invalid int value"),
     (["--algorithms", "vat+l2i_o"], "vat cannot carry a meta rule"),
     (["--algorithms", "pseudo_label+nope"], "unknown meta rule 'nope'"),
-    (["--algorithms", "pseudo_label", "--hp", "l2i_variant=approx"], "no selected algorithm has this hyperparameter"),
-    (["--algorithms", "pseudo_label+l2i_o", "--hp", "l2i_variant=nope"], "l2i_variant must be one of"),
+    (["--algorithms", "pseudo_label", "--hp", "meta_method=approx"], "no selected algorithm has this hyperparameter"),
+    (["--algorithms", "pseudo_label+l2i_o", "--hp", "meta_method=nope"], "meta_method must be one of"),
+    (["--algorithms", "pseudo_label+l2i_o", "--hp", "l2i_variant=nope"], "meta_method must be one of"),
     (["--algorithms", "pseudo_label", "--hp", "threshold"], "--hp expects KEY=VALUE"),
 ]
 
@@ -108,16 +109,25 @@ def test_dry_run_lists_every_algorithm_and_seed(tmp_path, capsys):
 def test_hp_sets_the_hyperparameter_where_the_algorithm_has_it(tmp_path):
     from bench.run import build_parser, plan
 
-    args = build_parser().parse_args(["--suite", "smoke", "--algorithms", "pseudo_label+l2i_o,supervised",
-                                      "--hp", "l2i_variant=approx", "--hp", "threshold=0.5",
-                                      "--results-dir", str(tmp_path)])
-    configs, _ = plan(args)
+    def configs_with(name):
+        args = build_parser().parse_args(["--suite", "smoke", "--algorithms", "pseudo_label+l2i_o,supervised",
+                                          "--hp", f"{name}=approx", "--hp", "threshold=0.5",
+                                          "--results-dir", str(tmp_path)])
+        return plan(args)[0]
+
+    configs = configs_with("meta_method")
     for c in configs:
         if c.algorithm == "supervised":
-            assert "l2i_variant" not in c.hparams
+            assert "meta_method" not in c.hparams
         else:
-            assert c.hparams["l2i_variant"] == "approx" and c.hparams["threshold"] == 0.5
+            assert c.hparams["meta_method"] == "approx" and c.hparams["threshold"] == 0.5
     assert len({c.run_id for c in configs}) == len(configs)
+    # the option's old name still works (one-line deprecation warning) and means the same run
+    import pytest
+
+    with pytest.warns(FutureWarning, match="l2i_variant is deprecated: use meta_method"):
+        old = configs_with("l2i_variant")
+    assert [c.run_id for c in old] == [c.run_id for c in configs]
 
 
 EMPTY_ITEMS = [

@@ -12,8 +12,9 @@ import torch
 
 import datasets
 from algorithms import ConfigError, get_algorithm, list_algorithms, list_compositions, list_rules, parse_hparams
+from algorithms import HoldoutSpec
 from algorithms.meta.compose import compose
-from algorithms.meta.rule import MetaRule
+from algorithms.meta.rule import LossRule
 from algorithms.pseudo_label import PseudoLabel
 from algorithms.supervised import Supervised
 from algorithms.vat import VAT
@@ -32,31 +33,39 @@ class DummyHparams:
             raise ConfigError("dummy scale must be >= 0")
 
 
-class DummyRule(MetaRule):
+class DummyRule(LossRule[DummyHparams]):
     """Scales the unlabeled term by ``scale`` and records what it saw."""
 
     name = "dummy"
-    Hparams = DummyHparams
     description = "test rule"
     seen: list = []
 
-    def train_step(self, batch, step, stepper):
+    @classmethod
+    def holdout_spec(cls, hp):
+        return HoldoutSpec(hp.holdout_batch, hp.holdout, 0.4)
+
+    def meta_step(self, s, batch, info):
         DummyRule.seen.append(batch)
-        s = self.algo.prepare(batch, step)
-        loss = self.algo.labeled_losses(s.logits_l, s).mean() + \
-            self.hp.scale * s.weight * self.algo.unlabeled_losses(s.logits_u, s).mean()
-        stepper.step(loss)
-        self.algo.after_step(step)
-        return {"loss": float(loss.detach())}
 
-    def holdout_batch_size(self):
-        return self.hp.holdout_batch
+    def loss_terms(self, s, meta, info):
+        terms = self.algo.base_terms(s)
+        return dataclasses.replace(terms, unlabeled=self.hp.scale * terms.unlabeled)
 
-    def holdout_mode(self):
-        return self.hp.holdout
 
-    def holdout_fraction(self):
-        return 0.4
+def test_generic_parameter_sets_the_hyperparameter_class():
+    assert DummyRule.Hparams is DummyHparams and PseudoLabel.Hparams.__name__ == "PseudoLabelHparams"
+
+
+def test_renamed_options_still_load_with_one_line_deprecation():
+    with pytest.warns(FutureWarning, match=r"^pseudo_label\+l2i_o hyperparameter l2i_variant is deprecated: use meta_method"):
+        hp = parse_hparams("pseudo_label+l2i_o", {"l2i_variant": "approx", "l2i_bn": "eval"})
+    assert (hp.meta_method, hp.meta_bn) == ("approx", "eval")
+    with pytest.raises(ConfigError, match="same option"):
+        parse_hparams("pseudo_label+meta_grad", {"meta_grad_method": "fd", "meta_method": "jvp"})
+    # every renamed key maps to a field of its class
+    for name in list_compositions():
+        hp_cls = get_algorithm(name).Hparams
+        assert set(hp_cls.renamed.values()) <= {f.name for f in dataclasses.fields(hp_cls)}, name
 
 
 def test_composed_class_is_the_base_with_merged_hparams():

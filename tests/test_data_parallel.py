@@ -5,22 +5,17 @@ One pair of processes is spawned for the whole module and trains every registere
 algorithm in turn, so process start-up (torch + gloo) is paid once.
 """
 import dataclasses
-import os
-import queue as queue_mod
-import socket
-import traceback
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from algorithms import get_algorithm, list_algorithms, list_rules
+from tests.gloo import WORLD, assert_workers_equal_one, run_workers, train_runs
 
 # Every registered algorithm, and every meta rule on Pseudo-Label and on Mean Teacher (a base
 # whose targets come from a teacher view): "2 workers == 1 worker for every rule".
 ALGOS = list_algorithms() + [f"{base}+{rule}" for rule in list_rules() for base in ("pseudo_label", "mean_teacher")]
-WORLD = 2
 # Short on purpose: LeakyReLU kinks make training chaotic at the 1e-7 level (a 1e-7 change of the
 # initial weights moves pseudo_label's weights by ~5e-5 after 10 steps and ~4e-4 after 20), so
 # reduction-order noise between 1 and 2 workers stays below the tolerance only for a few steps
@@ -53,37 +48,6 @@ def _config(name: str, workers: int):
         workers=workers))
 
 
-def _worker(rank: int, port: int, names: list, results_dir: str, out) -> None:
-    try:
-        import torch.distributed as dist
-
-        from algorithms import make_comm
-        from bench.config import RunEnv
-        from bench.engine import train_run
-
-        torch.set_num_threads(1)
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(port)
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-        try:
-            comm = make_comm()
-            assert (comm.rank, comm.world_size) == (rank, WORLD)
-            for name in names:
-                outcome = train_run(_config(name, WORLD), RunEnv(results_dir=results_dir), comm=comm, write=False)
-                state = {k: v.numpy() for k, v in (outcome.model_state or {}).items()}
-                out.put((rank, name, outcome.status, outcome.run_row["error_message"], state))
-        finally:
-            dist.destroy_process_group()
-    except BaseException:  # report instead of leaving the parent waiting
-        out.put((rank, "__error__", "failed", traceback.format_exc(), {}))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _single_runs(results_dir: str) -> dict:
     """The same configs on one worker (whole global batch)."""
     from algorithms import Comm
@@ -101,53 +65,20 @@ def _single_runs(results_dir: str) -> dict:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """({(rank, algorithm): (status, message, state)} from one spawned pair of gloo workers,
+    """([{algorithm: (status, message, state)} per rank] from one spawned pair of gloo workers,
     {algorithm: RunOutcome} of the 1-worker runs made meanwhile in this process)."""
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    results_dir = str(tmp_path_factory.mktemp("dp_results"))
-    port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, ALGOS, results_dir, out), daemon=True) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    results = {}
-    try:
-        single = _single_runs(str(tmp_path_factory.mktemp("sp_results")))
-        while len(results) < WORLD * len(ALGOS):
-            try:
-                rank, name, status, message, state = out.get(timeout=240)
-            except queue_mod.Empty:
-                pytest.fail(f"workers timed out; got {sorted(results)}")
-            if name == "__error__":
-                pytest.fail(f"worker {rank} crashed:\n{message}")
-            results[(rank, name)] = (status, message, state)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    return results, single
+    configs = [(name, _config(name, WORLD)) for name in ALGOS]
+    return run_workers(train_runs, configs, str(tmp_path_factory.mktemp("dp_results")),
+                       meanwhile=lambda: _single_runs(str(tmp_path_factory.mktemp("sp_results"))))
 
 
 @pytest.mark.parametrize("name", ALGOS)
 def test_workers_identical_and_equal_to_one_worker(name, runs):
     parallel_runs, single_runs = runs
-    states = []
-    for rank in range(WORLD):
-        status, message, state = parallel_runs[(rank, name)]
-        assert status == "ok", message
-        assert state, "no model state returned"
-        states.append(state)
-    # (a) every worker holds the same parameters, bit for bit (same update applied everywhere)
-    assert states[0].keys() == states[1].keys()
-    for k in states[0]:
-        np.testing.assert_array_equal(states[0][k], states[1][k], err_msg=k)
+    # (a) every worker holds the same parameters, bit for bit (same update applied everywhere), and
     # (b) equal to one worker on the whole global batch, to float tolerance
-    ref = single_runs[name]
-    assert ref.status == "ok", ref.run_row["error_message"]
-    assert ref.model_state.keys() == states[0].keys()
-    for k, v in ref.model_state.items():
-        np.testing.assert_allclose(states[0][k], v.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+    assert_workers_equal_one(parallel_runs, {name: single_runs[name]})
+    states = [parallel_runs[0][name][2]]
     # the comparison is not vacuous: training moved the weights away from their initialisation
     from algorithms.networks import build_network
 

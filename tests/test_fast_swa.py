@@ -10,21 +10,17 @@ from __future__ import annotations
 import copy
 import io
 import math
-import os
-import queue as queue_mod
-import socket
-import traceback
 
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch import nn
 
 from algorithms import Batch, Stepper, TrainContext, parse_hparams
 from algorithms.hparams import ConfigError
 from algorithms.mean_teacher import MeanTeacher
 from algorithms.networks import build_network
+from tests.gloo import run_workers
 
 C = 10
 SHAPE = (1, 8, 8)
@@ -349,61 +345,22 @@ def test_swa_rows_pass_the_results_schema(tmp_path):
 
 # ------------------------------------------------------------------------- data parallel
 
-WORLD = 2
-
-
-def _dp_worker(rank: int, port: int, out) -> None:
-    try:
-        import torch.distributed as dist
-
-        from algorithms import make_comm
-
-        torch.set_num_threads(1)
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(port)
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-        try:
-            torch.manual_seed(0)
-            model = build_network("cnn_small_bn", SHAPE, C)
-            ctx = TrainContext(C, 8, comm=make_comm(), augment=_noise, generator=torch.Generator().manual_seed(1))
-            algo = MeanTeacher(model, _hp(fast_swa=True, swa_start=0.25, swa_every=2, swa_bn_batches=3), ctx)
-            stepper = _stepper(algo)
-            for step in range(8):
-                algo.train_step(_batch(step), step, stepper)
-            swa = algo.eval_models()["swa"]
-            out.put((rank, {k: v.numpy().copy() for k, v in swa.state_dict().items()},
-                     {k: v.numpy().copy() for k, v in algo.model.state_dict().items()}, ""))
-        finally:
-            dist.destroy_process_group()
-    except BaseException:
-        out.put((rank, {}, {}, traceback.format_exc()))
+def _swa_on_worker(comm) -> tuple[dict, dict]:
+    """Worker body: 8 fast-SWA steps; the SWA model's and the student's state dicts."""
+    torch.manual_seed(0)
+    model = build_network("cnn_small_bn", SHAPE, C)
+    ctx = TrainContext(C, 8, comm=comm, augment=_noise, generator=torch.Generator().manual_seed(1))
+    algo = MeanTeacher(model, _hp(fast_swa=True, swa_start=0.25, swa_every=2, swa_bn_batches=3), ctx)
+    stepper = _stepper(algo)
+    for step in range(8):
+        algo.train_step(_batch(step), step, stepper)
+    return algo.eval_models()["swa"].state_dict(), algo.model.state_dict()
 
 
 def test_data_parallel_workers_hold_the_same_swa_model():
     """Parameters are the same everywhere; the student's BN statistics are per shard, yet the SWA
     model's, recomputed on global batches, are identical on both workers."""
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = [ctx.Process(target=_dp_worker, args=(r, port, out), daemon=True) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    got = {}
-    try:
-        while len(got) < WORLD:
-            try:
-                rank, swa, student, err = out.get(timeout=180)
-            except queue_mod.Empty:
-                pytest.fail("workers timed out")
-            assert not err, f"worker {rank} crashed:\n{err}"
-            got[rank] = (swa, student)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
+    got, _ = run_workers(_swa_on_worker, timeout=180)
     (swa0, student0), (swa1, student1) = got[0], got[1]
     assert swa0.keys() == swa1.keys()
     for k in swa0:

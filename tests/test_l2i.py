@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from algorithms import Batch, TrainContext, get_algorithm
 from algorithms.networks import build_network
 from algorithms.networks.mlp import MLP242
-from algorithms.rules._l2i_common import label_meta_gradient, pull_back
-from algorithms.rules.l2i_l import project_rows
+from algorithms.meta import clip_to_simplex, label_meta_gradient, pull_back
 from bench.config import RunConfig, RunEnv
 from bench.engine import train_run
+from tests.gloo import run_workers
 
 D, C, H = 4, 3, 5
 SLOPE = 0.1
@@ -108,7 +108,7 @@ def _soft_ce(logits, t):
 
 def _ref_inner(P, s, z, w=1.0):
     """C_T + w C_U for Pseudo-Label (soft cross-entropy, mask from s)."""
-    return F.cross_entropy(_f(P, s.x_l), s.y_l) + w * (s.mask * _soft_ce(_f(P, s.x_u), z)).mean()
+    return F.cross_entropy(_f(P, s.x_l), s.y_l) + w * (s.mask * _soft_ce(_f(P, s.x_u_student), z)).mean()
 
 
 def _params(model):
@@ -126,7 +126,7 @@ def test_l2i_o_exact_matches_two_copy_double_backward(steps):
 
     P0 = _params(algo.model)
     P_imp = {n: t.clone().requires_grad_(True) for n, t in P0.items()}  # theta that imputes (OPT2)
-    z = F.softmax(_f(P_imp, s.x_u), 1)
+    z = F.softmax(_f(P_imp, s.x_u_student), 1)
     cur = {n: t.clone().requires_grad_(True) for n, t in P0.items()}  # theta' of the inner problem
     for _ in range(steps):
         gr = torch.autograd.grad(_ref_inner(cur, s, z), list(cur.values()), create_graph=True)
@@ -140,14 +140,14 @@ def test_l2i_o_exact_matches_two_copy_double_backward(steps):
 
 # -- 3. approx == 001 Eq. 6 by hand from features ------------------------------------------------
 def test_l2i_o_approx_matches_eq6_from_features():
-    algo, batch = _setup(hp={"l2i_variant": "approx"})
+    algo, batch = _setup(hp={"meta_method": "approx"})
     s = algo.prepare(batch, 0)
     eta = 0.9
     grads, _ = algo.rule.meta_gradients(s, batch.x_h, batch.y_h, eta)
 
     P = _params(algo.model)
     W, b = P["classifier.weight"], P["classifier.bias"]
-    h_l, h_u, h_h = _feat(P, s.x_l), _feat(P, s.x_u), _feat(P, batch.x_h)
+    h_l, h_u, h_h = _feat(P, s.x_l), _feat(P, s.x_u_student), _feat(P, batch.x_h)
     p_l, p_u = F.softmax(h_l @ W.T + b, 1), F.softmax(h_u @ W.T + b, 1)
     z = p_u  # model-output imputation on the same view (Pseudo-Label)
     r_l = p_l - F.one_hot(s.y_l, C)
@@ -158,7 +158,7 @@ def test_l2i_o_approx_matches_eq6_from_features():
     S = (h_u @ h_h.T + 1.0) @ e_h / len(h_h)  # [U, C]: sum_H (Phi*(x) - y) (f(x)^T f(x_u) + 1 for the bias)
     g_z = eta / len(h_u) * (S - (p_u * S).sum(1, keepdim=True))  # softmax CE: d^2 d/dl dz = p - I
     P_imp = {n: t.clone().requires_grad_(True) for n, t in P.items()}
-    ref = torch.autograd.grad(F.softmax(_f(P_imp, s.x_u), 1), list(P_imp.values()), grad_outputs=g_z)
+    ref = torch.autograd.grad(F.softmax(_f(P_imp, s.x_u_student), 1), list(P_imp.values()), grad_outputs=g_z)
     for (n, _), r in zip(P_imp.items(), ref):
         torch.testing.assert_close(grads[n], r, rtol=1e-9, atol=1e-12)
 
@@ -196,7 +196,7 @@ def test_l2i_l_label_gradient_matches_finite_differences():
 
 @pytest.mark.parametrize("method,tol", [("jvp", 1e-9), ("fd", 1e-3)])
 def test_l2i_l_first_order_is_the_mixed_derivative(method, tol):
-    algo, batch = _setup("mean_teacher+l2i_l", {"l2i_l_method": method, "lambda_u": 3.0, "l2i_inner_lambda": True})
+    algo, batch = _setup("mean_teacher+l2i_l", {"meta_method": method, "lambda_u": 3.0, "l2i_inner_lambda": True})
     s = algo.prepare(batch, 0)
     eta = 0.4
     z0 = algo.rule.initial_labels(s)
@@ -205,28 +205,28 @@ def test_l2i_l_first_order_is_the_mixed_derivative(method, tol):
     P = {n: t.clone().requires_grad_(True) for n, t in _params(algo.model).items()}
     v = torch.autograd.grad(F.cross_entropy(_f(P, batch.x_h), batch.y_h), list(P.values()))
     zz = z0.clone().requires_grad_(True)
-    c_u = 3.0 * ((F.softmax(_f(P, s.x_u), 1) - zz) ** 2).sum(1).mean()
+    c_u = 3.0 * ((F.softmax(_f(P, s.x_u_student), 1) - zz) ** 2).sum(1).mean()
     gu = torch.autograd.grad(c_u, list(P.values()), create_graph=True)
     ref = -eta * torch.autograd.grad(sum((a * b).sum() for a, b in zip(v, gu)), zz)[0]
     assert float(ref.abs().max()) > 1e-8
     torch.testing.assert_close(g, ref, rtol=tol, atol=tol * float(ref.abs().max()))
 
 
-def test_project_rows():
+def test_simplex_projection_keeps_the_old_row_where_nothing_is_left():
     z_old = torch.tensor([[0.5, 0.5], [0.3, 0.7]])
-    out = project_rows(torch.tensor([[1.5, -0.5], [-1.0, -2.0]]), z_old)
+    out = clip_to_simplex(torch.tensor([[1.5, -0.5], [-1.0, -2.0]]), fallback=z_old)
     torch.testing.assert_close(out, torch.tensor([[1.0, 0.0], [0.3, 0.7]]))
 
 
 # -- 5. BatchNorm statistics untouched by every meta pass ----------------------------------------
 @pytest.mark.parametrize("bn", ["train", "eval"])
 def test_bn_statistics_untouched(bn):
-    for algorithm, hp in [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"l2i_variant": "approx"}),
-                          ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"l2i_l_method": "jvp"}),
-                          ("mean_teacher+l2i_l", {"l2i_l_method": "fd"})]:
+    for algorithm, hp in [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"meta_method": "approx"}),
+                          ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"meta_method": "jvp"}),
+                          ("mean_teacher+l2i_l", {"meta_method": "fd"})]:
         torch.manual_seed(0)
         model = build_network("cnn_small_bn", (1, 8, 8), C)
-        algo, batch = _setup(algorithm, {**hp, "l2i_bn": bn}, model=model, x_shape=(1, 8, 8))
+        algo, batch = _setup(algorithm, {**hp, "meta_bn": bn}, model=model, x_shape=(1, 8, 8))
         s = algo.prepare(batch, 0)
         before = {n: b.clone() for n, b in algo.model.named_buffers()}
         if algorithm.endswith("l2i_o"):
@@ -277,7 +277,7 @@ def _cfg(algorithm, hp, steps=20):
 @pytest.mark.parametrize("algorithm,hp", [
     ("pseudo_label+l2i_o", {"threshold": 0.5}),
     ("mean_teacher+l2i_l", {}),
-    ("fixmatch+l2i_o", {"l2i_variant": "approx", "threshold": 0.5}),
+    ("fixmatch+l2i_o", {"meta_method": "approx", "threshold": 0.5}),
     ("mixmatch+l2i_o", {"holdout": "separate"}),
 ])
 def test_compositions_train_through_engine(tmp_path, algorithm, hp):
@@ -305,8 +305,8 @@ def test_rough_cost_relative_to_base(tmp_path, capsys):
 
 
 # -- data parallelism: 2 gloo workers with half batches == 1 worker (BN-free, float64) ----------
-DP_CASES = [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"l2i_variant": "approx", "l2i_inner_steps": 2}),
-            ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"l2i_l_method": "jvp"})]
+DP_CASES = [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"meta_method": "approx", "l2i_inner_steps": 2}),
+            ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"meta_method": "jvp"})]
 
 
 def _dp_steps(comm) -> list[dict]:
@@ -326,61 +326,17 @@ def _dp_steps(comm) -> list[dict]:
     return results
 
 
-def _dp_worker(rank: int, port: int, out) -> None:
-    import os
-    import traceback
-
-    import torch.distributed as dist
-
-    try:
-        from algorithms import make_comm
-
-        torch.set_num_threads(1)
-        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-        dist.init_process_group("gloo", rank=rank, world_size=2)
-        try:
-            res = [({n: v.numpy() for n, v in params.items()}, diag) for params, diag in _dp_steps(make_comm())]
-            out.put((rank, res, ""))  # numpy: tensors would travel through shared memory that dies with the worker
-        finally:
-            dist.destroy_process_group()
-    except BaseException:
-        out.put((rank, None, traceback.format_exc()))
-
-
 def test_two_workers_equal_one_worker():
-    import socket
-
-    import torch.multiprocessing as mp
-
     from algorithms import Comm
 
-    with socket.socket() as sck:
-        sck.bind(("127.0.0.1", 0))
-        port = sck.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_dp_worker, args=(r, port, out), daemon=True) for r in range(2)]
-    for p in procs:
-        p.start()
-    try:
-        single = _dp_steps(Comm())
-        got = {}
-        for _ in range(2):
-            rank, res, err = out.get(timeout=240)
-            assert res is not None, err
-            got[rank] = res
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    for case, (ref_params, ref_diag), (p0, d0), (p1, d1) in zip(DP_CASES, single, got[0], got[1]):
+    (got0, got1), single = run_workers(_dp_steps, meanwhile=lambda: _dp_steps(Comm()))
+    for case, (ref_params, ref_diag), (p0, d0), (p1, d1) in zip(DP_CASES, single, got0, got1):
         for n, v in ref_params.items():
             assert (p0[n] == p1[n]).all(), (case, n)
             torch.testing.assert_close(torch.from_numpy(p0[n]), v, rtol=1e-9, atol=1e-11, msg=f"{case} {n}")
         for k in ("holdout_loss_before", "holdout_loss_after", "meta_grad_norm", "label_correction"):
             if k in ref_diag:
-                assert abs(d0[k] - ref_diag[k]) <= 1e-8 * max(1.0, abs(ref_diag[k])), (case, k, d0[k], ref_diag[k])
+                assert abs(d0[k] - float(ref_diag[k])) <= 1e-8 * max(1.0, abs(float(ref_diag[k]))), (case, k, d0[k], ref_diag[k])
 
 
 # -- the second update's optimizer: shared moments (papers, official code) or its own ----------

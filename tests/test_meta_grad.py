@@ -7,10 +7,6 @@ finite difference by perturbing the weights by hand.
 """
 import dataclasses
 import math
-import os
-import queue as queue_mod
-import socket
-import traceback
 
 import numpy as np
 import pytest
@@ -21,7 +17,9 @@ from torch.func import functional_call
 from algorithms import Comm, StepInputs, TrainContext, get_algorithm
 from algorithms import losses
 from algorithms.networks import build_network
-from algorithms.rules.meta_grad import clip_and_renormalise, cross_mixup, sample_betas
+from algorithms.meta import clip_to_simplex
+from algorithms.rules.meta_grad import cross_mixup, sample_betas
+from tests.gloo import assert_workers_equal_one, run_workers, train_runs
 
 C = 4
 
@@ -83,7 +81,7 @@ def _rel(a, b):
 def test_jvp_label_gradient_equals_double_backward(loss):
     model = _tanh_mlp(0)
     x_l, y_l, x_u, y_u, mask = _data(1)
-    rule = _rule(model, meta_grad_loss=loss, meta_grad_method="jvp", meta_grad_bn="train")
+    rule = _rule(model, meta_grad_loss=loss, meta_method="jvp", meta_bn="train")
     got = rule.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=0.3)
     ref = brute_first_order(model, x_l, y_l, x_u, y_u, mask, DISTANCES[loss], 0.3)
     assert ref.abs().max() > 1e-4  # not vacuous
@@ -100,7 +98,7 @@ def test_central_difference_error_falls_as_eps_squared(loss):
     scales = [1e-1, 3e-2, 1e-2]
     errs = []
     for s in scales:
-        rule = _rule(model, meta_grad_loss=loss, meta_grad_method="fd", meta_grad_eps_scale=s)
+        rule = _rule(model, meta_grad_loss=loss, meta_method="fd", meta_grad_eps_scale=s)
         errs.append(_rel(rule.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=0.5), ref))
     slope = np.polyfit(np.log(scales), np.log(errs), 1)[0]
     assert 1.7 < slope < 2.3, (errs, slope)
@@ -112,7 +110,7 @@ def test_exact_is_the_virtual_step_gradient_and_tends_to_first_order(loss):
     model = _tanh_mlp(4)
     x_l, y_l, x_u, y_u, mask = _data(5)
     dist = DISTANCES[loss]
-    rule = _rule(model, meta_grad_loss=loss, meta_grad_method="exact", meta_grad_bn="train")
+    rule = _rule(model, meta_grad_loss=loss, meta_method="exact", meta_bn="train")
     # (a) the rule's exact path equals the hand-written double backward through the virtual step
     got = rule.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=0.5)
     ref = brute_exact(model, x_l, y_l, x_u, y_u, mask, dist, 0.5)
@@ -126,7 +124,7 @@ def test_exact_is_the_virtual_step_gradient_and_tends_to_first_order(loss):
     slope = np.polyfit(np.log(alphas), np.log(gaps), 1)[0]
     assert 0.85 < slope < 1.15, (gaps, slope)
     # (c) fd (first order, small eps) approaches the exact gradient as alpha -> 0
-    fd = _rule(model, meta_grad_loss=loss, meta_grad_method="fd", meta_grad_eps_scale=1e-4)
+    fd = _rule(model, meta_grad_loss=loss, meta_method="fd", meta_grad_eps_scale=1e-4)
     a = 1e-3
     assert _rel(fd.label_gradient(x_l, y_l, x_u, y_u, mask, alpha=a), brute_exact(model, x_l, y_l, x_u, y_u, mask, dist, a)) < 1e-2
 
@@ -136,8 +134,8 @@ def test_eps_divisor_is_twice_central_and_central_is_the_official_update():
     x_l, y_l, x_u, y_u, _ = _data(7)
     mask = torch.ones(x_u.shape[0], dtype=torch.float64)
     alpha = 0.2
-    central = _rule(model, meta_grad_method="fd").label_gradient(x_l, y_l, x_u, y_u, mask, alpha)
-    eps_div = _rule(model, meta_grad_method="fd", meta_grad_fd_divisor="eps").label_gradient(x_l, y_l, x_u, y_u, mask, alpha)
+    central = _rule(model, meta_method="fd").label_gradient(x_l, y_l, x_u, y_u, mask, alpha)
+    eps_div = _rule(model, meta_method="fd", meta_grad_fd_divisor="eps").label_gradient(x_l, y_l, x_u, y_u, mask, alpha)
     torch.testing.assert_close(eps_div, 2 * central, rtol=1e-12, atol=0)
     # official code (OFFICIAL_CODE_NOTES.md): (softmax f(theta + eps v) - softmax f(theta - eps v)) / eps,
     # eps = 0.01 / ||v||, weights perturbed by hand. With MSE, our central g = alpha * that.
@@ -157,7 +155,7 @@ def test_eps_divisor_is_twice_central_and_central_is_the_official_update():
     torch.testing.assert_close(central, alpha * official, rtol=1e-9, atol=1e-12)
 
 
-def test_clip_and_renormalise():
+def test_clip_to_simplex():
     y = torch.tensor([[0.5, -0.2, 0.7, 0.0],     # one negative
                       [-1.0, -0.5, -0.1, -2.0],  # nothing left: uniform
                       [0.1, 0.2, 0.3, 0.4],      # already a distribution: unchanged
@@ -166,7 +164,7 @@ def test_clip_and_renormalise():
                          [0.25, 0.25, 0.25, 0.25],
                          [0.1, 0.2, 0.3, 0.4],
                          [0.5, 0.0, 0.0, 0.5]])
-    torch.testing.assert_close(clip_and_renormalise(y), want)
+    torch.testing.assert_close(clip_to_simplex(y), want)
 
 
 def test_cross_mixup_pairs_i_with_i_and_lambda_is_beta():
@@ -197,7 +195,7 @@ def test_rule_mixed_batch_uses_updated_pseudo_labels():
     model = _tanh_mlp(8)
     x_l, y_l, x_u, y_u, mask = _data(9, b_l=4, b_u=8)
     rule = _rule(model, mixup_gamma=0.7)
-    s = StepInputs(x_l, y_l.argmax(1), x_u, y_u, mask, 1.0)
+    s = StepInputs(x_l, y_l.argmax(1), x_u, y_u, mask, 1.0)  # x_u: the student view
     y_hat = torch.softmax(torch.randn(8, C, dtype=torch.float64), 1)
     x_in, y_in, lam = rule.mixed_batch(s, y_l, y_hat)
     lam = lam.view(-1, 1)
@@ -218,7 +216,7 @@ def test_meta_pass_leaves_batchnorm_statistics_alone(method, bn):
     with torch.no_grad():  # non-trivial running statistics
         model(torch.randn(32, 1, 8, 8, generator=g) * 3 + 1)
     before = {k: b.clone() for k, b in model.named_buffers()}
-    rule = _rule(model, meta_grad_method=method, meta_grad_bn=bn)
+    rule = _rule(model, meta_method=method, meta_bn=bn)
     y_l = torch.eye(C)[torch.randint(0, C, (6,), generator=g)]
     out = rule.label_gradient(x_l, y_l, x_u, torch.softmax(torch.randn(8, C, generator=g), 1), torch.ones(8), 0.1)
     assert torch.isfinite(out).all() and out.abs().max() > 0
@@ -247,7 +245,7 @@ def test_trains_through_engine_and_differs_from_base(tmp_path, base, method):
     from bench.engine import train_run
 
     env = RunEnv(str(tmp_path))
-    ours = train_run(_config(f"{base}+meta_grad", meta_grad_method=method), env, write=False)
+    ours = train_run(_config(f"{base}+meta_grad", meta_method=method), env, write=False)
     plain = train_run(_config(base), env, write=False)
     assert ours.status == "ok", ours.run_row["error_message"]
     rows = [r for r in ours.eval_rows if "diag_loss" in r]
@@ -257,78 +255,23 @@ def test_trains_through_engine_and_differs_from_base(tmp_path, base, method):
     assert diff > 1e-3
 
 
-# -- 2 workers == 1 worker (pattern of tests/test_data_parallel.py) --------------------------
+# -- 2 workers == 1 worker ---------------------------------------------------------------------
 
-WORLD = 2
-DP_CASES = {"pl_exact": ("pseudo_label+meta_grad", {"meta_grad_method": "exact"}),
-            "mt_fd": ("mean_teacher+meta_grad", {"meta_grad_method": "fd"})}
+DP_CASES = {"pl_exact": ("pseudo_label+meta_grad", {"meta_method": "exact"}),
+            "mt_fd": ("mean_teacher+meta_grad", {"meta_method": "fd"})}
 DP_STEPS = 6
 
 
-def _dp_worker(rank, port, results_dir, out):
-    try:
-        import torch.distributed as dist
-
-        from algorithms import make_comm
-        from bench.config import RunEnv
-        from bench.engine import train_run
-
-        torch.set_num_threads(1)
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(port)
-        dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-        try:
-            for key, (algo, hp) in DP_CASES.items():
-                o = train_run(_config(algo, WORLD, DP_STEPS, **hp), RunEnv(results_dir=results_dir), comm=make_comm(), write=False)
-                out.put((rank, key, o.status, o.run_row["error_message"], {k: v.numpy() for k, v in (o.model_state or {}).items()}))
-        finally:
-            dist.destroy_process_group()
-    except BaseException:
-        out.put((rank, "__error__", "failed", traceback.format_exc(), {}))
-
-
 def test_two_workers_equal_one_worker(tmp_path):
-    import torch.multiprocessing as mp
-
     from bench.config import RunEnv
     from bench.engine import train_run
 
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    procs = [ctx.Process(target=_dp_worker, args=(r, port, str(tmp_path / "dp"), out), daemon=True) for r in range(WORLD)]
-    for p in procs:
-        p.start()
-    got = {}
-    try:
-        single = {key: train_run(_config(algo, 1, DP_STEPS, **hp), RunEnv(str(tmp_path / "sp")), comm=Comm(), write=False)
-                  for key, (algo, hp) in DP_CASES.items()}
-        while len(got) < WORLD * len(DP_CASES):
-            try:
-                rank, key, status, msg, state = out.get(timeout=240)
-            except queue_mod.Empty:
-                pytest.fail(f"workers timed out; got {sorted(got)}")
-            if key == "__error__":
-                pytest.fail(f"worker {rank} crashed:\n{msg}")
-            got[(rank, key)] = (status, msg, state)
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    torch.manual_seed(0)  # the engine's initialisation (seed 0), as tests/test_data_parallel.py
+    configs = [(key, _config(algo, 2, DP_STEPS, **hp)) for key, (algo, hp) in DP_CASES.items()]
+    parallel, single = run_workers(train_runs, configs, str(tmp_path / "dp"), meanwhile=lambda: {
+        key: train_run(_config(algo, 1, DP_STEPS, **hp), RunEnv(str(tmp_path / "sp")), comm=Comm(), write=False)
+        for key, (algo, hp) in DP_CASES.items()})
+    assert_workers_equal_one(parallel, single)
+    torch.manual_seed(0)  # the engine's initialisation (seed 0)
     init = build_network("cnn_small", (1, 8, 8), 10)
-    for key in DP_CASES:
-        states = []
-        for rank in range(WORLD):
-            status, msg, state = got[(rank, key)]
-            assert status == "ok", msg
-            states.append(state)
-        ref = single[key]
-        assert ref.status == "ok", ref.run_row["error_message"]
-        for k, v in ref.model_state.items():
-            np.testing.assert_array_equal(states[0][k], states[1][k], err_msg=f"{key} {k}")
-            np.testing.assert_allclose(states[0][k], v.numpy(), rtol=1e-4, atol=1e-5, err_msg=f"{key} {k}")
+    for ref in single.values():
         assert max(float(np.abs(ref.model_state[k].numpy() - init.state_dict()[k].numpy()).max()) for k in init.state_dict()) > 1e-3

@@ -193,7 +193,7 @@ def test_fixmatch_mask_targets_and_loss_on_the_strong_view_by_hand():
     # the student's view is the strong augmentation of the raw unlabeled batch
     assert len(strong.inputs) == 1
     torch.testing.assert_close(strong.inputs[0], b.x_u)
-    torch.testing.assert_close(s.x_u, strong.outputs[0])
+    torch.testing.assert_close(s.x_u_student, strong.outputs[0])
 
     algo2, strong2 = make_fixmatch(threshold=tau)
     terms = algo2.loss_terms(b, 0)

@@ -8,27 +8,31 @@ import pytest
 import torch
 
 from algorithms import get_algorithm
+from algorithms.hparams import ConfigError, method_field
 from algorithms.meta.compose import compose
-from algorithms.meta.rule import MetaRule
+from algorithms.meta.rule import SecondUpdate, TwoUpdateRule
 from bench import perf
+from bench.cli_errors import UsageError
 from bench.perf import Options, RowSpec, expand_rows, main, summarize
 
 
 @dataclass
 class DummyHparams:
-    dummy_method: Literal["exact", "fd", "jvp", "none"] = "fd"
+    dummy_method: Literal["exact", "fd", "jvp", "none"] = method_field(
+        "fd", {"exact": "second", "fd": "first", "jvp": "first", "none": None})
     dummy_bn: Literal["train", "eval"] = "train"  # not a method field: no rows of its own
 
 
-class DummyRule(MetaRule):
+class DummyRule(TwoUpdateRule[DummyHparams]):
     """Takes the base's own step twice (a stand-in for a meta rule's extra passes)."""
 
     name = "dummy"
-    Hparams = DummyHparams
 
-    def train_step(self, batch, step, stepper):
-        self.algo.base_class.train_step(self.algo, batch, step, stepper)
-        return self.algo.base_class.train_step(self.algo, batch, step, stepper)
+    def meta_step(self, s, batch, info):
+        return batch
+
+    def second_update(self, s, batch, info):
+        return SecondUpdate(loss=self.algo.base_terms(self.algo.prepare(batch, info.step)).total())
 
 
 def _composed():
@@ -50,7 +54,7 @@ def test_variant_expansion_one_row_per_method_value():
     # Explicit variants replace the automatic ones; an out-of-range value is refused.
     explicit = expand_rows(cls.name, cls, [{"dummy_method": "exact", "dummy_bn": "eval"}])
     assert [(r.name, r.order) for r in explicit] == [("pseudo_label+dummy[dummy_method=exact,dummy_bn=eval]", "second")]
-    with pytest.raises(perf.ConfigError):
+    with pytest.raises(ConfigError):
         expand_rows(cls.name, cls, [{"dummy_method": "newton"}])
 
 
@@ -62,7 +66,7 @@ def test_bases_have_no_variants_and_refer_to_themselves():
 def test_parse_variant():
     assert perf.parse_variant("a+b:m=fd,first_order=true") == ("a+b", {"m": "fd", "first_order": True})
     for bad in ("a+b", "a+b:", ":m=fd", "a+b:m"):
-        with pytest.raises(perf.UsageError):
+        with pytest.raises(UsageError):
             perf.parse_variant(bad)
 
 
@@ -96,7 +100,7 @@ def test_cpu_step_peak_matches_a_hand_count():
         del a, b
         torch.empty(500)  # 2,000 bytes, after both are freed
 
-    assert perf._cpu_step_peak(step) == 12000
+    assert perf.cpu_step_peak(step) == 12000
 
 
 def test_cpu_step_peak_sees_frees_of_what_the_previous_step_kept():
@@ -107,7 +111,7 @@ def test_cpu_step_peak_sees_frees_of_what_the_previous_step_kept():
         kept.append(torch.empty(1000))  # ... then keeps 4,000 new ones
         torch.empty(2000)  # 8,000 temporary: peak = start - 4,000 + 4,000 + 8,000
 
-    assert perf._cpu_step_peak(step) == 8000
+    assert perf.cpu_step_peak(step) == 8000
 
 
 def test_state_bytes_counts_each_storage_once_and_skips_data():
@@ -123,7 +127,7 @@ def test_state_bytes_counts_each_storage_once_and_skips_data():
     holder = Holder()
     holder.extra = torch.zeros(1000)
     roots = [model, opt, {"alias": model.weight, "data": data}, [data[:10]], holder]
-    assert perf._storage_bytes(roots, exclude=[data]) == 3 * 55 * 4
+    assert perf.storage_bytes(roots, exclude=[data]) == 3 * 55 * 4
 
 
 TINY = ["--dataset", "two_circles", "--network", "mlp_2_4_2", "--steps", "3", "--warmup", "2", "--threads", "1"]
@@ -143,7 +147,7 @@ def _fake_spawn(monkeypatch, capsys):
         print(before.out, end="")
         return subprocess.CompletedProcess(cmd, code, worker.out, worker.err)
 
-    monkeypatch.setattr(perf, "_spawn", run)
+    monkeypatch.setattr(perf.cli, "spawn", run)
 
 
 def test_cli_tiny_run_prints_the_rows_and_base_ratio_one(capsys, tmp_path, monkeypatch):
@@ -172,8 +176,8 @@ def test_worker_failure_becomes_a_row_error(capsys, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("out of\nmemory")
 
-    monkeypatch.setattr(perf, "measure", boom)
-    result = perf._measure_isolated(RowSpec("supervised", "supervised"), Options(dataset="two_circles", network="mlp_2_4_2"))
+    monkeypatch.setattr(perf.cli, "measure", boom)
+    result = perf.measure_isolated(RowSpec("supervised", "supervised"), Options(dataset="two_circles", network="mlp_2_4_2"))
     assert result == {"error": "RuntimeError: out of memory"}
 
 

@@ -57,7 +57,7 @@ def test_pi_model_target_is_softmax_of_a_second_view_and_loss_by_hand():
     x_l = noise_augment(b.x_l, g)
     x_u = noise_augment(b.x_u, g)
     x_u2 = noise_augment(b.x_u, g)
-    torch.testing.assert_close(s.x_u, x_u)
+    torch.testing.assert_close(s.x_u_student, x_u)
     with torch.no_grad():
         target = torch.softmax(model(x_u2), 1)
         own = torch.softmax(model(x_u), 1)

@@ -35,7 +35,7 @@ def test_final_objective_is_the_last_ema_validation_error_and_worst_for_failed_r
     rows = [{"step": s, "split": sp, "model": m, "error": e} for s, sp, m, e in (
         (40, "val", "ema", 0.3), (40, "test", "ema", 0.01), (80, "val", "raw", 0.2), (80, "val", "ema", 0.25),
         (80, "test", "ema", 0.02))]
-    assert bt._last_val_error(rows) == 0.25
+    assert bt.last_val_error(rows) == 0.25
     assert bt.final_objective({"status": "ok"}, 0.25) == 0.25
     assert bt.final_objective({"status": "diverged"}, 0.1) == 1.0
     assert bt.final_objective({"status": "ok"}, float("nan")) == 1.0

@@ -25,13 +25,14 @@ def test_meta_semi_has_one_hyperparameter_beta_in_the_papers_range():
 
 
 def test_composed_method_space_is_the_union_and_counts_add():
-    from tune_spaces import PAPER_HPS, RULE_PAPER_HPS
+    from algorithms import get_algorithm
+    from algorithms.meta.rule import get_rule
 
     base, rule = space_for("mean_teacher"), space_for("mean_teacher+meta_grad")
     assert set(base.params) < set(rule.params)
     assert {"meta_lr", "mixup_gamma"} <= set(rule.params) - set(base.params)
     assert rule.params["lambda_u"] == base.params["lambda_u"]
-    assert rule.paper_hps == PAPER_HPS["mean_teacher"] + RULE_PAPER_HPS["meta_grad"] == 4
+    assert rule.paper_hps == get_algorithm("mean_teacher").paper_hps + get_rule("meta_grad").paper_hps == 4
 
 
 def test_values_outside_the_range_or_not_integer_are_refused():

@@ -6,9 +6,10 @@ with the paper it comes from in the class docstring. This module turns those int
 spaces (for Optuna through :func:`to_optuna`, used by ``python -m bench.tune``) and adds the
 number of tunable hyperparameters the papers report (Meta-Semi Table 2, "#HPs").
 
-A composed method ``BASE+RULE`` (a base method under a meta rule) has the merged
-``Hparams`` of its base and rule, so its space is the union of theirs with no extra code
-here; its #HPs is the base's count plus the rule's (:data:`RULE_PAPER_HPS`).
+The papers' counts are class attributes too (``paper_hps`` of an algorithm or a meta rule,
+with their sources in comments there). A composed method ``BASE+RULE`` (a base method under
+a meta rule) has the merged ``Hparams`` of its base and rule, so its space is the union of
+theirs with no extra code here; its #HPs is the base's count plus the rule's.
 """
 from __future__ import annotations
 
@@ -20,24 +21,6 @@ from typing import Any, Literal
 
 from algorithms import get_algorithm
 from algorithms.hparams import ConfigError
-
-# Meta-Semi Table 2 "#HPs" (MT 2, VAT 2, MixMatch 4, Meta-Semi 1); the others count what the
-# methods' papers tune (FixMatch: tau, lambda_u; ICT: alpha, w; Pi/TE: w_max (+ alpha for TE)).
-PAPER_HPS: dict[str, int] = {
-    "supervised": 0, "supervised_mixup": 1, "pseudo_label": 2, "mean_teacher": 2, "vat": 2, "mixmatch": 4,
-    "meta_semi": 1, "fixmatch": 2, "ict": 2, "pi_model": 1, "temporal_ensembling": 2,
-}
-
-# Hyperparameters a meta rule adds to its base method (our reading; the papers give no table):
-# - l2i_o (L2I, model output; 001 Sec. 5.1 tunes "inner, outer-loop learning rates"): the outer
-#   rate is the training rate every method has, so the rule adds the inner (virtual-step) rate -> 1;
-# - l2i_l (L2I, learnable labels): the inner rate and the label learning rate -> 2;
-# - meta_grad (Meta-Gradient SSL, 003 Alg. 1-2): meta learning rate beta_t and MixUp gamma -> 2;
-# - l2rw (Learning to Reweight adapted to SSL, 002 App. D): the weights are normalised, so the
-#   virtual step size cancels -> 0;
-# - meta_semi as a rule: the sign rule has no hyperparameter (002 Sec. 3.2); the standalone
-#   method's 1 is the beta of its own MixUp -> 0.
-RULE_PAPER_HPS: dict[str, int] = {"l2i_o": 1, "l2i_l": 2, "meta_grad": 2, "l2rw": 0, "meta_semi": 0}
 
 
 @dataclass(frozen=True)
@@ -60,15 +43,9 @@ class Space:
 
 
 def paper_hps(algorithm: str) -> int | None:
-    """Papers' count of tunable hyperparameters; for ``BASE+RULE`` the sum of both counts
-    (None if either is unknown)."""
-    if algorithm in PAPER_HPS:
-        return PAPER_HPS[algorithm]
-    if "+" in algorithm:
-        base, rule = algorithm.split("+", 1)
-        if base in PAPER_HPS and rule in RULE_PAPER_HPS:
-            return PAPER_HPS[base] + RULE_PAPER_HPS[rule]
-    return None
+    """Papers' count of tunable hyperparameters (the class's ``paper_hps``); for ``BASE+RULE``
+    the sum of both counts (None if either is unknown). ConfigError for unknown names."""
+    return get_algorithm(algorithm).paper_hps
 
 
 def space_for(algorithm: str) -> Space:
@@ -134,5 +111,5 @@ def describe(space: Space) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ConfigError", "PAPER_HPS", "RULE_PAPER_HPS", "Param", "Space", "check_value", "describe",
+__all__ = ["ConfigError", "Param", "Space", "check_value", "describe",
            "paper_hps", "select", "space_for", "to_optuna"]

@@ -1,9 +1,10 @@
 """``BASE+RULE``: one algorithm class from a registered base method and a meta rule.
 
 The composed class subclasses the base (so its imputer, distance, schedule, teachers and
-checkpoint state are the base's own) and hands ``train_step`` to the rule. Its ``Hparams``
-is the union of the base's and the rule's fields (names must not clash), so a run config,
-its hash and a search space (``tune_spaces``) treat a composition like any algorithm.
+checkpoint state are the base's own) and owns the iteration, calling the rule's hooks
+(:mod:`algorithms.meta.rule`). Its ``Hparams`` is the union of the base's and the rule's
+fields (names must not clash), so a run config, its hash and a search space
+(``tune_spaces``) treat a composition like any algorithm.
 """
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..base import Algorithm, Batch
-from ..hparams import ConfigError
-from .rule import MetaRule
+import torch
+
+from ..base import Algorithm, Batch, HoldoutSpec
+from ..hparams import ConfigError, renamed_keys
+from ..stepper import Stepper
+from .functional import squared_norm
+from .rule import LossRule, MetaRule, StepInfo, TwoUpdateRule
 
 _CACHE: dict[tuple[type, type], type[Algorithm]] = {}
 
@@ -51,10 +56,17 @@ def _merged_hparams(base: type[Algorithm], rule: type[MetaRule]) -> type:
             raise ConfigError(f"{base.name}+{rule.name}: {reason}")
 
     cls_name = f"{type(base).__name__}_{base.name}_{rule.name}_Hparams".replace("+", "_")
-    merged = dataclasses.make_dataclass(cls_name, specs, namespace={"split": split, "validate": validate})
+    namespace = {"split": split, "validate": validate,
+                 "renamed": {**renamed_keys(base.Hparams), **renamed_keys(rule.Hparams)}}
+    merged = dataclasses.make_dataclass(cls_name, specs, namespace=namespace)
     merged.__doc__ = (f"Hyperparameters of {base.name}+{rule.name}: the base's ({base.Hparams.__name__}) "
                       f"and the rule's ({rule.Hparams.__name__}).\n\n{base.Hparams.__doc__ or ''}\n\n{rule.Hparams.__doc__ or ''}")
     return merged
+
+
+def _applied_grad_norm(stepper: Stepper) -> torch.Tensor:
+    """Norm of the gradient the last optimizer step applied (already averaged over workers)."""
+    return torch.sqrt(squared_norm(p.grad for p in stepper.params if p.grad is not None))
 
 
 def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
@@ -73,8 +85,33 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         self.full_hp = hp
         self.rule = rule(self, rule_hp)
 
-    def train_step(self, batch: Batch, step: int, stepper) -> dict[str, float]:
-        return self.rule.train_step(batch, step, stepper)
+    def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict:
+        """One iteration of the template (see :mod:`algorithms.meta.rule`)."""
+        s = self.prepare(batch, step)
+        if isinstance(self.rule, LossRule):
+            info = StepInfo(step, stepper.lr)
+            meta = self.rule.meta_step(s, batch, info)
+            terms = self.rule.loss_terms(s, meta, info)
+            loss = terms.total()
+            stepper.step(loss)
+            out = terms.report(loss)
+        else:  # TwoUpdateRule: the base's own update (001 Alg. 1 lines 4-6), the schedule held for the second
+            terms = self.base_terms(s)
+            loss = terms.total()
+            stepper.step(loss, advance_schedule=False)
+            info = StepInfo(step, stepper.lr)
+            meta = self.rule.meta_step(s, batch, info)
+            update = self.rule.second_update(s, meta, info)
+            optimizer = self.rule.optimizer_for_second_update(stepper)
+            if update.grads is not None:
+                names = [n for n, p in self.model.named_parameters() if p.requires_grad]
+                stepper.step_with_grads([update.grads[n] for n in names], optimizer=optimizer)
+            else:
+                stepper.step(update.loss, optimizer=optimizer)
+            out = terms.report(loss)
+            out.update(self.rule.after_update(s, meta, update, lambda: _applied_grad_norm(stepper), info))
+        self.after_step(step)
+        return out
 
     def after_step(self, step: int) -> None:
         base.after_step(self, step)
@@ -87,23 +124,17 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         base.load_state_dict(self, state["base"])
         self.rule.load_state_dict(state["rule"])
 
-    def holdout_batch_size(self) -> int:
-        return self.rule.holdout_batch_size()
-
-    def holdout_mode(self) -> str:
-        return self.rule.holdout_mode()
-
-    def holdout_fraction(self) -> float:
-        return self.rule.holdout_fraction()
+    def holdout_spec(cls, hp) -> HoldoutSpec:
+        return rule.holdout_spec(hp.split()[1] if isinstance(hp, merged) else hp)
 
     name = f"{base.name}+{rule.name}"
+    paper_hps = None if base.paper_hps is None or rule.paper_hps is None else base.paper_hps + rule.paper_hps
     cls = type(f"{base.__name__}With{rule.__name__}", (base,), {
-        "name": name, "Hparams": merged, "base_class": base, "rule_class": rule,
+        "name": name, "Hparams": merged, "base_class": base, "rule_class": rule, "paper_hps": paper_hps,
         "description": f"{base.description} + {rule.description}",
         "__doc__": f"{name}: {rule.name} acting on {base.name}.\n\n{rule.__doc__ or ''}",
         "__init__": __init__, "train_step": train_step, "after_step": after_step, "state_dict": state_dict,
-        "load_state_dict": load_state_dict, "holdout_batch_size": holdout_batch_size,
-        "holdout_mode": holdout_mode, "holdout_fraction": holdout_fraction,
+        "load_state_dict": load_state_dict, "holdout_spec": classmethod(holdout_spec),
         "__module__": rule.__module__,
     })
     _CACHE[key] = cls

@@ -1,4 +1,4 @@
-"""The one primitive behind the first-order meta rules (DESIGN.md §2).
+"""The one primitive behind the first-order meta rules, and the functional passes around it.
 
 One virtual SGD step theta_1 = theta - alpha * sum_j w_j grad L_j(theta), evaluated on the
 labeled loss G, gives  dG(theta_1)/dw_j |_{w=0} = -alpha <grad G(theta), grad L_j(theta)>
@@ -88,6 +88,20 @@ def loss_gradient(model: nn.Module, loss_fn: PerSampleLoss, x: torch.Tensor, tar
         loss = loss_fn(_forward(model, params, meta_buffers(model, mode), x), targets).mean()
     grads = torch.autograd.grad(loss, list(params.values()))
     return dict(zip(params.keys(), grads))
+
+
+def global_loss_gradient(model: nn.Module, loss_fn: PerSampleLoss, x: torch.Tensor, targets: torch.Tensor,
+                         mode: BNMode, comm) -> dict[str, torch.Tensor]:
+    """grad_theta of the *global* mean loss (by parameter name): :func:`loss_gradient` on this
+    worker's shard x [b, ...], averaged over workers (equal shards). The labeled direction
+    v = grad G of the first-order rules."""
+    v = loss_gradient(model, loss_fn, x, targets, mode)
+    return {n: comm.all_reduce_mean(t) for n, t in v.items()}
+
+
+def squared_norm(tensors) -> torch.Tensor:
+    """sum_t ||t||^2 in float64 over an iterable of tensors (detached; a 0-dim tensor)."""
+    return sum((t.detach().double() ** 2).sum() for t in tensors)
 
 
 def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.Tensor, targets: torch.Tensor,

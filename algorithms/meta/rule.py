@@ -1,36 +1,99 @@
-"""Meta rules: what a meta-SSL method changes on top of a base method (DESIGN.md §1).
+"""Meta rules: what a meta-SSL method changes on top of a base method.
 
 A base method (:class:`~algorithms.base.BaseMethod`, or any algorithm that sets
 ``composable = True`` and implements ``prepare``) defines, for one step, the imputed targets z,
 the distance d, per-sample base weights (mask) and lambda(t) (:class:`~algorithms.base.StepInputs`).
-A meta rule takes over the update: it may change the targets (L2I learnable labels,
-Meta-Gradient SSL), the per-sample weights (Meta-Semi, Learning to Reweight) or the gradient
-of theta (L2I model output), using the labeled batch or a labeled hold-out batch.
+A meta rule changes the update: the targets (L2I learnable labels, Meta-Gradient SSL), the
+per-sample weights (Meta-Semi, Learning to Reweight) or the gradient of theta (L2I model
+output), using the labeled batch or a labeled hold-out batch.
 
-A run names ``BASE+RULE`` (``mean_teacher+l2i_o``); :func:`algorithms.meta.compose.compose`
-builds that algorithm from the two registered classes. Rules live one per file in
-``algorithms/rules/`` and register themselves with :func:`register_rule`.
+A rule is a template's hooks, not a training step: the composed algorithm
+(:func:`algorithms.meta.compose.compose`) owns the iteration
+
+    prepare -> [the base's own update] -> rule.meta_step -> rule.loss_terms or rule.second_update
+            -> optimizer step -> the base's after_step -> diagnostics
+
+so that no rule can forget the base's teacher update or touch the optimizer itself. Two kinds:
+
+* :class:`LossRule` (one update per iteration): the rule builds the loss terms from the base's
+  pieces and its meta step (Meta-Semi, Learning to Reweight, Meta-Gradient SSL);
+* :class:`TwoUpdateRule` (L2I, 001 Alg. 1): the base's own update first (the lr schedule held),
+  then a second update that the rule defines by a loss or by gradients.
+
+``meta_step`` holds the meta passes and must leave BatchNorm statistics and ``.grad`` alone
+(functional passes, :mod:`algorithms.meta.functional`); ``tests/test_rule_contract.py`` checks
+this, the base's ``after_step`` and 2 workers == 1 for every registered rule on every base it
+accepts. Rules live one per file in ``algorithms/rules/`` and register with :func:`register_rule`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Generic, Protocol, TypeVar
 
-from ..base import Batch, NoHparams
-from ..hparams import ConfigError
+import torch
+from torch import nn
+
+from ..base import NO_HOLDOUT, Batch, HoldoutSpec, LossTerms, NoHparams, StepInputs, TrainContext
+from ..hparams import ConfigError, adopt_generic_hparams
 
 if TYPE_CHECKING:
-    from ..base import Algorithm
     from ..stepper import Stepper
 
-HoldoutMode = Literal["joint", "separate"]
+H = TypeVar("H")
+Diagnostics = dict[str, "float | torch.Tensor"]
 
 
-class MetaRule:
+class RuleHost(Protocol):
+    """What a meta rule may use of the base method it acts on (``MetaRule.algo``)."""
+
+    model: nn.Module
+    ctx: TrainContext
+
+    def views(self, x: torch.Tensor) -> torch.Tensor:
+        """A weakly augmented view of a global batch, sharded to this worker."""
+        ...
+
+    def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The base's per-sample distance d: [b, C], [b, C] -> [b]."""
+        ...
+
+    def labeled_losses(self, logits_l: torch.Tensor, s: StepInputs) -> torch.Tensor:
+        """The base's per-sample C_T terms [b_l]."""
+        ...
+
+    def unlabeled_losses(self, logits_u: torch.Tensor, s: StepInputs, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The base's per-sample C_U terms mask * d(logits_u, z) [b_u]."""
+        ...
+
+    def unlabeled_weight(self, step: int) -> float:
+        """lambda(t)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where the iteration stands: its index and the learning rate alpha_t of the update the
+    rule feeds (the papers' virtual-step size)."""
+
+    step: int
+    lr: float
+
+
+@dataclass
+class SecondUpdate:
+    """The second update of a :class:`TwoUpdateRule`: a loss to step on (with graph), or
+    gradients by parameter name (this worker's part; the stepper averages over workers)."""
+
+    loss: torch.Tensor | None = None
+    grads: dict[str, torch.Tensor] | None = None
+
+
+class MetaRule(Generic[H]):
     """Base class of a meta rule. One instance per run, bound to the composed algorithm.
 
-    ``self.algo`` is the composed algorithm: a full instance of the base method (its model,
-    hyperparameters ``self.algo.hp`` of the base, context ``self.algo.ctx``, ``prepare``,
-    ``distance``, ``unlabeled_weight``); ``self.hp`` the rule's own hyperparameters.
+    ``self.algo`` is the base method (:class:`RuleHost`: its model, context, distance and loss
+    pieces); ``self.hp`` the rule's own hyperparameters (``class R(LossRule[RHparams])`` sets
+    ``R.Hparams`` and types ``self.hp``).
     """
 
     name: ClassVar[str] = ""
@@ -38,10 +101,16 @@ class MetaRule:
     description: ClassVar[str] = ""
     #: scalars its ``train_step`` returns beyond the base's (results columns diag_<name>)
     diagnostics: ClassVar[tuple[str, ...]] = ()
+    #: hyperparameters the rule adds to its base's count ("#HPs"); None: no count
+    paper_hps: ClassVar[int | None] = None
 
-    def __init__(self, algo: "Algorithm", hp) -> None:
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        adopt_generic_hparams(cls, MetaRule)
+
+    def __init__(self, algo: RuleHost, hp: H) -> None:
         self.algo = algo
-        self.hp = hp
+        self.hp: H = hp
 
     @classmethod
     def refuse(cls, base: type) -> str | None:
@@ -54,31 +123,87 @@ class MetaRule:
             return f"{base.name} cannot carry a meta rule: {why}"
         return None
 
-    def train_step(self, batch: Batch, step: int, stepper: "Stepper") -> dict[str, float]:
-        """One training iteration of the composed method; returns scalar diagnostics."""
+    @classmethod
+    def holdout_spec(cls, hp) -> HoldoutSpec:
+        """The labeled hold-out batch the rule needs with hyperparameters ``hp`` (default: none)."""
+        del hp
+        return NO_HOLDOUT
+
+    def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> Any:
+        """The rule's meta passes on the base's step inputs ``s`` (for a TwoUpdateRule: after
+        the base's update). Must not update BatchNorm statistics or write any ``.grad``.
+        Returns whatever the rule's next hook needs."""
         raise NotImplementedError  # abstract
 
-    def holdout_batch_size(self) -> int:
-        """Global size of the labeled hold-out batch the engine must add to each Batch (0: none)."""
-        return 0
-
-    def holdout_mode(self) -> HoldoutMode:
-        """``joint``: hold-out batches are drawn from the labeled training set (L2I default);
-        ``separate``: from a disjoint part of the labeled set that C_T never sees (001 Table 6)."""
-        return "joint"
-
-    def holdout_fraction(self) -> float:
-        """Fraction of the labeled set held out when ``holdout_mode`` is ``separate``."""
-        return 0.0
-
     def after_step(self, step: int) -> None:
-        """Hook after the optimizer step."""
+        """Hook after the iteration's last optimizer step (after the base's own ``after_step``)."""
 
     def state_dict(self) -> dict:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         del state
+
+
+class LossRule(MetaRule[H]):
+    """A rule whose iteration is one optimizer step on loss terms it builds."""
+
+    def loss_terms(self, s: StepInputs, meta: Any, info: StepInfo) -> LossTerms:
+        """The terms to step on (labeled, unlabeled with graph; weight; diagnostics) from the
+        base's inputs ``s`` and the meta step's result ``meta``. Training forwards (which may
+        update BatchNorm statistics) belong here, not in ``meta_step``."""
+        raise NotImplementedError  # abstract
+
+
+class TwoUpdateRule(MetaRule[H]):
+    """A rule whose iteration is the base's own update followed by a second one (L2I).
+
+    The second update uses the run's optimizer and its moments, or (``separate_optimizer``)
+    an optimizer of the same class and settings with its own state, saved with checkpoints.
+    """
+
+    def __init__(self, algo: RuleHost, hp: H) -> None:
+        super().__init__(algo, hp)
+        self._own_opt: torch.optim.Optimizer | None = None
+        self._pending_state: dict | None = None
+
+    def separate_optimizer(self) -> bool:
+        """Whether the second update has an optimizer of its own (default: the run's)."""
+        return False
+
+    def second_update(self, s: StepInputs, meta: Any, info: StepInfo) -> SecondUpdate:
+        """The second update from the meta step's result (a loss, or gradients by name)."""
+        raise NotImplementedError  # abstract
+
+    def after_update(self, s: StepInputs, meta: Any, update: SecondUpdate, applied_grad_norm: Callable[[], torch.Tensor],
+                     info: StepInfo) -> Diagnostics:
+        """Diagnostics after the second update; ``applied_grad_norm()`` is the norm of the
+        (worker-averaged) gradient it applied."""
+        del s, meta, update, applied_grad_norm, info
+        return {}
+
+    def optimizer_for_second_update(self, stepper: "Stepper") -> torch.optim.Optimizer | None:
+        """None (the run's optimizer) or the rule's own (created on first use, restored from a
+        checkpoint if one was loaded before)."""
+        if not self.separate_optimizer():
+            return None
+        if self._own_opt is None:
+            self._own_opt = stepper.fresh_optimizer()
+            if self._pending_state is not None:
+                self._own_opt.load_state_dict(self._pending_state)
+                self._pending_state = None
+        return self._own_opt
+
+    def state_dict(self) -> dict:
+        if self._own_opt is not None:
+            return {"meta_optimizer": self._own_opt.state_dict()}
+        return {"meta_optimizer": self._pending_state} if self._pending_state is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._pending_state = state.get("meta_optimizer")
+        if self._own_opt is not None and self._pending_state is not None:
+            self._own_opt.load_state_dict(self._pending_state)
+            self._pending_state = None
 
 
 _RULES: dict[str, type[MetaRule]] = {}
@@ -90,6 +215,8 @@ def register_rule(cls: type[MetaRule]) -> type[MetaRule]:
         raise ValueError(f"{cls.__qualname__} has no name")
     if cls.name in _RULES and _RULES[cls.name] is not cls:
         raise ValueError(f"meta rule {cls.name!r} registered twice")
+    if not issubclass(cls, (LossRule, TwoUpdateRule)):
+        raise ValueError(f"meta rule {cls.name!r} must subclass LossRule or TwoUpdateRule")
     _RULES[cls.name] = cls
     return cls
 

@@ -1,7 +1,7 @@
 """L2I-L: Learning to Impute with the imputed labels as learnable parameters (000 option 1,
 Alg. 1; 001 Appendix B Eq. 10-11 and 14-15, Tables 9-10).
 
-One iteration:
+One iteration (the template runs steps 1 and 4 and the base's ``after_step``):
 
 1. the base's own step on C_T + lambda C_U -> theta_hat (000 Alg. 1, first update);
 2. labels z initialised at theta_hat (``l2i_label_init``): ``output`` = softmax of the
@@ -17,7 +17,7 @@ One iteration:
 4. a second optimizer step on ``l2i_label_weight`` * C_U(corrected z) with the base's
    distance and mask (000 Alg. 1; official: MSE with weight 1, no ramp).
 
-``l2i_l_method``: ``exact`` (second order through the virtual step, the definition) or the
+``meta_method``: ``exact`` (second order through the virtual step, the definition) or the
 first-order variants ``jvp`` / ``fd``. At first order (grad C_H evaluated at theta_hat
 instead of theta*), with v = grad_theta C_H(theta_hat) (global),
 
@@ -29,12 +29,9 @@ one call of the shared primitive ``directional_derivatives`` (with the logits as
 "per-sample loss", jvp or finite differences) plus a [b_u, C]-sized double backward
 through the distance only. C_T drops out (it does not depend on z).
 
-The lr schedule advances once per iteration (the first step runs with it paused); the base's
-``after_step`` (teacher EMA) runs once, after the label step.
-
 Diagnostics: holdout_loss_before / holdout_loss_after (C_H at theta_hat and after the label
 step), holdout_loss_virtual (C_H(theta*), exact only), label_correction (mean over samples of
-the L1 size of the change of z), meta_grad_norm (norm of the global dC_H/dz).
+the L1 size of the change of z), meta_grad_norm (norm of the global dC_H/dz), loss_label_step.
 """
 from __future__ import annotations
 
@@ -45,23 +42,27 @@ import torch
 
 from .. import losses
 from ..base import Batch, StepInputs
-from ..hparams import require
-from ..meta.functional import directional_derivatives, functional_forward, loss_gradient, parameters_of
-from ..meta.rule import register_rule
-from ._l2i_common import L2ICommonHparams, L2IRuleBase, label_meta_gradient
+from ..hparams import method_field, require
+from ..meta.functional import directional_derivatives, functional_forward, global_loss_gradient, parameters_of
+from ..meta.label_gradient import label_meta_gradient
+from ..meta.rule import SecondUpdate, StepInfo, register_rule
+from ..meta.weights import clip_to_simplex
+from ._l2i_common import HoldoutPass, L2ICommonHparams, L2IRuleBase
 
 
 @dataclass
 class L2ILHparams(L2ICommonHparams):
     """L2I-L (000 option 1; 001 Eq. 10/14, Tables 9-10; official code: k = 100, label lr 1.0,
-    label-step weight 1). l2i_l_method: ``exact`` (second order), ``jvp`` or ``fd`` (first
+    label-step weight 1). meta_method: ``exact`` (second order), ``jvp`` or ``fd`` (first
     order through the shared directional-derivative primitive); l2i_label_lr: eta_z, the step
     on the per-sample meta-gradient B_u dC_H/dz; l2i_label_init: ``output`` (student softmax
     on the imputer's view at the updated weights) or ``psi`` (the base's targets);
     l2i_label_weight: weight of the corrected-label step's C_U (no ramp)."""
 
+    renamed = {**L2ICommonHparams.renamed, "l2i_l_method": "meta_method"}
+
     l2i_inner_lr_scale: float = field(default=100.0, metadata={"range": (1.0, 1000.0), "scale": "log"})
-    l2i_l_method: Literal["exact", "jvp", "fd"] = "exact"
+    meta_method: Literal["exact", "jvp", "fd"] = method_field("exact", {"exact": "second", "jvp": "first", "fd": "first"})
     l2i_label_lr: float = field(default=1.0, metadata={"range": (0.01, 100.0), "scale": "log"})
     l2i_label_init: Literal["output", "psi"] = "output"
     l2i_label_weight: float = field(default=1.0, metadata={"range": (0.1, 100.0), "scale": "log"})
@@ -72,21 +73,23 @@ class L2ILHparams(L2ICommonHparams):
         require(self.l2i_label_weight >= 0, "l2i_label_weight must be >= 0")
 
 
-def project_rows(z_new: torch.Tensor, z_old: torch.Tensor) -> torch.Tensor:
-    """Clamp at 0 and renormalise each row [b, C]; rows whose mass vanishes keep ``z_old``."""
-    z = z_new.clamp(min=0.0)
-    total = z.sum(dim=1, keepdim=True)
-    return torch.where(total > 0, z / total.clamp(min=1e-30), z_old)
+@dataclass
+class L2ILMeta:
+    hold: HoldoutPass
+    z0: torch.Tensor  # labels before the correction [b_u, C]
+    z1: torch.Tensor  # after
+    grad: torch.Tensor  # global dC_H/dz for this worker's rows
+    c_h: torch.Tensor | None  # C_H(theta*), exact only
 
 
 @register_rule
-class L2IL(L2IRuleBase):
+class L2IL(L2IRuleBase[L2ILHparams]):
     """Labels corrected by one step on the hold-out meta-gradient, then trained on."""
 
     name = "l2i_l"
     diagnostics = ('label_correction', 'loss_label_step')  # results columns diag_<name>
-    Hparams = L2ILHparams
     description = "L2I-L: imputed labels corrected by the hold-out meta-gradient, then trained on"
+    paper_hps = 2  # the inner (virtual-step) learning rate and the label learning rate
 
     def initial_labels(self, s: StepInputs) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""
@@ -99,13 +102,13 @@ class L2IL(L2IRuleBase):
                                    inner_lr: float) -> torch.Tensor:
         """-K eta d/dz <v, grad_theta(w C_U(theta, z))>, v = grad C_H(theta) averaged over
         workers; this worker's share (W * the global derivative, like the exact path)."""
-        model, mode, comm = self.algo.model, self.hp.l2i_bn, self.core.comm
-        v = loss_gradient(model, losses.hard_cross_entropy, x_h, y_h, mode)
-        v = {n: comm.all_reduce_mean(t) for n, t in v.items()}
+        model, mode, comm = self.algo.model, self.hp.meta_bn, self.core.comm
+        v = global_loss_gradient(model, losses.hard_cross_entropy, x_h, y_h, mode, comm)
+        x_u = s.x_u_student
         # J_j v for every unlabeled sample: the primitive with the logits as the per-sample quantity -> [b_u, C]
-        jv = directional_derivatives(model, lambda logits, t: logits, s.x_u, s.targets, v, mode, self.hp.l2i_l_method)
+        jv = directional_derivatives(model, lambda logits, t: logits, x_u, s.targets, v, mode, self.hp.meta_method)
         with torch.no_grad():
-            logits_u = functional_forward(model, parameters_of(model), s.x_u, mode)
+            logits_u = functional_forward(model, parameters_of(model), x_u, mode)
         zz = z.detach().requires_grad_(True)
         l_u = logits_u.detach().requires_grad_(True)
         (dl,) = torch.autograd.grad(self.algo.unlabeled_losses(l_u, s, targets=zz).sum(), l_u, create_graph=True)
@@ -120,7 +123,7 @@ class L2IL(L2IRuleBase):
         """Global dC_H(theta*(z))/dz for this worker's rows of z [b_u, C], and C_H(theta*)
         (None at first order)."""
         core, world = self.core, self.core.comm.world_size
-        if self.hp.l2i_l_method == "exact":
+        if self.hp.meta_method == "exact":
             g, c_h = label_meta_gradient(parameters_of(self.algo.model), z, core.inner_loss(s),
                                          core.holdout_loss(x_h, y_h), inner_lr, self.hp.l2i_inner_steps, comm=core.comm)
         else:
@@ -133,22 +136,22 @@ class L2IL(L2IRuleBase):
         z0 = self.initial_labels(s)
         g, c_h = self.label_gradient(s, z0, x_h, y_h, inner_lr)
         b_u_global = z0.shape[0] * self.core.comm.world_size
-        z1 = project_rows(z0 - self.hp.l2i_label_lr * b_u_global * g, z0)
+        z1 = clip_to_simplex(z0 - self.hp.l2i_label_lr * b_u_global * g, fallback=z0)
         return z0, z1, g, c_h
 
-    def train_step(self, batch: Batch, step: int, stepper) -> dict[str, float]:
-        core, comm = self.core, self.core.comm
-        s, out = core.base_step(batch, step, stepper)
-        x_h, y_h = core.holdout_views(batch)
-        out["holdout_loss_before"] = core.holdout_value(x_h, y_h)
-        z0, z1, g, c_h = self.corrected_labels(s, x_h, y_h, self.hp.l2i_inner_lr_scale * stepper.lr)
-        loss = self.hp.l2i_label_weight * self.algo.unlabeled_losses(self.algo.model(s.x_u), s, targets=z1).mean()
-        stepper.step(loss, optimizer=self.meta_optimizer(stepper))
-        out["loss_label_step"] = float(comm.all_reduce_mean(loss.detach()))
-        out["label_correction"] = float(comm.all_reduce_mean((z1 - z0).abs().sum(dim=1).mean()))
-        out["meta_grad_norm"] = float(torch.sqrt(comm.all_reduce_sum((g.double() ** 2).sum())))
-        if c_h is not None:
-            out["holdout_loss_virtual"] = float(comm.all_reduce_mean(c_h))
-        out["holdout_loss_after"] = core.holdout_value(x_h, y_h)
-        self.algo.after_step(step)
-        return out
+    def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> L2ILMeta:
+        hold = self.holdout_pass(batch)
+        z0, z1, g, c_h = self.corrected_labels(s, hold.x_h, hold.y_h, self.hp.l2i_inner_lr_scale * info.lr)
+        return L2ILMeta(hold, z0, z1, g, c_h)
+
+    def second_update(self, s: StepInputs, meta: L2ILMeta, info: StepInfo) -> SecondUpdate:
+        """The step on the corrected labels: a training forward of the student's view."""
+        logits = self.algo.model(s.x_u_student)
+        return SecondUpdate(loss=self.hp.l2i_label_weight * self.algo.unlabeled_losses(logits, s, targets=meta.z1).mean())
+
+    def after_update(self, s, meta: L2ILMeta, update, applied_grad_norm, info) -> dict:
+        comm = self.core.comm
+        return {"loss_label_step": comm.all_reduce_mean(update.loss.detach()),
+                "label_correction": comm.all_reduce_mean((meta.z1 - meta.z0).abs().sum(dim=1).mean()),
+                "meta_grad_norm": torch.sqrt(comm.all_reduce_sum((meta.grad.double() ** 2).sum())),
+                **self.holdout_diagnostics(meta.hold, meta.c_h)}

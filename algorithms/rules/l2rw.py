@@ -4,53 +4,39 @@ reweighting strategy"), as a meta rule on any composable base.
 
 Ren et al. take one virtual SGD step on sum_j eps_j l_j at eps = 0 and set
 w_j = max(-dG(theta_1)/d eps_j, 0) = max(alpha <grad G, grad l_j>, 0), normalised to sum 1
-over the batch, gradients stopped through w (their Eq. 3-4, Alg. 1; OFFICIAL_CODE_NOTES.md);
-the step size alpha > 0 cancels in the normalisation. Here l_j = L_j = mask_j * d(f(x_u,j), z_j)
-is the base's per-sample unlabeled loss with its imputed targets z fixed, and
-<grad G, grad L_j> is the shared directional derivative along v = grad G (DESIGN.md §2).
+over the batch, gradients stopped through w (their Eq. 3-4, Alg. 1); the step size alpha > 0
+cancels in the normalisation. Here l_j = L_j is the base's per-sample unlabeled loss with its
+imputed targets fixed, and <grad G, grad L_j> the shared directional derivative
+(:mod:`._reweight`).
 
-G: Ren et al. evaluate the meta-gradient on a small *clean validation* batch. In 002's SSL
-adaptation the clean labeled data are the labeled batch X that Meta-Semi's meta-objective
-(Eq. 3) uses, so G = the base's C_T averaged over this step's (global) labeled batch, the same
-G as the ``meta_semi`` rule; no separate hold-out batch is drawn (the labeled batch is also in
-C_T, unlike Ren et al.'s validation set; recorded as a deviation).
+G: Ren et al. evaluate the meta-gradient on a small *clean validation* batch; in 002's SSL
+adaptation the clean labeled data are the labeled batch, so G = the base's C_T on this step's
+labeled batch, the same G as the ``meta_semi`` rule, and no hold-out batch is drawn (the
+labeled batch is also in C_T, unlike Ren et al.'s validation set: a deviation).
 
-loss = C_T + lambda(t) * sum_j w_j L_j, w_j = max(d_j, 0) / sum_k max(d_k, 0) over the global
-unlabeled batch; if every d_k <= 0 all w_j = 0 and the step has no unlabeled term (Ren et al.'s
-code divides by sum + (sum == 0), the same). Samples masked out by the base have d_j = 0 and
-weight 0.
+w_j = max(d_j, 0) / sum_k max(d_k, 0) over the global unlabeled batch; if every d_k <= 0 all
+w_j = 0 and the step has no unlabeled term (Ren et al.'s code divides by sum + (sum == 0)).
 
 Diagnostics: ``positive_fraction`` (share of samples with d_j > 0), ``weight_entropy``
 (-sum_j w_j log w_j, nats; log N for uniform weights), ``ess_fraction`` = (1 / sum_j w_j^2) / N
-(Kish effective sample size of the weights over the global batch size; 0 when all weights are
-0), ``meta_grad_norm`` = ||v||, ``assumption1_ratio`` (every ``diag_every`` steps, see
-:mod:`algorithms.rules.meta_semi_rule`; L_meta = sum_j w_j L_j).
+(Kish effective sample size over the global batch size; 0 when all weights are 0),
+``meta_grad_norm`` = ||v||, ``assumption1_ratio`` (L_meta = sum_j w_j L_j).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
 from ..meta.rule import register_rule
-from .meta_semi_rule import ReweightRule, _common_validate
+from ._reweight import ReweightHparams, ReweightRule
 
 
 @dataclass
-class L2RWHparams:
-    """meta_method: ``jvp`` (exact) or ``fd`` (central difference, eps = 0.01 / ||v||);
-    meta_bn: BatchNorm mode of the meta passes; diag_every: steps between Assumption-1 ratio
-    computations (one extra backward each; 0 = never). Ren et al. add no hyperparameter beyond
-    the meta step size, which cancels in the normalisation."""
-
-    meta_method: Literal["jvp", "fd"] = "jvp"
-    meta_bn: Literal["train", "eval"] = "train"
-    diag_every: int = 50
-
-    def validate(self) -> None:
-        _common_validate(self, "l2rw")
+class L2RWHparams(ReweightHparams):
+    """See ReweightHparams. Ren et al. add no hyperparameter beyond the meta step size, which
+    cancels in the normalisation."""
 
 
 def l2rw_weights(d: torch.Tensor) -> torch.Tensor:
@@ -61,15 +47,15 @@ def l2rw_weights(d: torch.Tensor) -> torch.Tensor:
 
 
 @register_rule
-class LearningToReweight(ReweightRule):
+class LearningToReweight(ReweightRule[L2RWHparams]):
     """Learning to Reweight's normalised nonnegative weights; see the module docstring."""
 
     name = "l2rw"
     diagnostics = ('positive_fraction', 'weight_entropy', 'ess_fraction')  # results columns diag_<name>
-    Hparams = L2RWHparams
     description = "Learning to Reweight (SSL): weights max(<grad G, grad L_j>, 0), normalised to sum 1"
+    paper_hps = 0  # the weights are normalised, so the virtual step size cancels
 
-    def weights(self, d: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def weights(self, d: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         del mask  # masked-out samples already have d_j = 0
         comm = self.algo.ctx.comm
         r = d.detach().clamp(min=0)
