@@ -10,7 +10,7 @@ Per iteration (Alg. 1 of the paper):
 4. loss = L_X + lambda_U L_U, L_X = mean soft cross-entropy on X', L_U = 1/(C |U'|) sum ||q' - softmax(f(u'))||^2
    (Eq. 3-5; squared error averaged over classes, as in the paper and the official code).
 
-Imputer/distance view (DESIGN.md §1): psi = sharpen(mean of K augmentations, T) + MixUp, d = squared
+Imputer/distance view (L2I journal Sec. 3; docs/methods.md): psi = sharpen(mean of K augmentations, T) + MixUp, d = squared
 error of softmaxes (divided by C), lambda(t) = lambda_u * linear ramp-up.
 
 Choices where the paper is ambiguous (or that data parallelism forces):

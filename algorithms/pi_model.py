@@ -42,7 +42,7 @@ class PiModel(BaseMethod[PiModelHparams]):
 
     Choices where the paper is ambiguous: the paper's loss ||z_i - z~_i||^2 lets gradients
     flow through both evaluations; here the second view is a fixed target (stop-gradient, as
-    in Oliver et al. 2018 and the imputer/distance view of L2I, DESIGN.md Sec. 1). Both
+    in Oliver et al. 2018 and the imputer/distance view of L2I, docs/methods.md). Both
     forwards run in the model's current (train) mode, so BatchNorm sees both views and dropout
     differs between them, as in the paper.
     """

@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "python -m bench.tune search (from --results-dir) for its algorithm; recorded as preset search:ID")
     p.add_argument("--hp", action="append", default=[], metavar="KEY=VALUE",
                    help="set a hyperparameter of every selected algorithm that has it (repeatable), e.g. "
-                        "--hp l2i_variant=approx --hp threshold=0.9; applied after presets")
+                        "--hp meta_method=approx --hp threshold=0.9; applied after presets; old option names still work, with a warning")
     p.add_argument("--network", help="override the recipes' network (see --list)")
     p.add_argument("--steps", type=int, help="override every run's step budget (recorded as a protocol deviation)")
     p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",

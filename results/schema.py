@@ -359,3 +359,8 @@ def to_tables(run_row: Mapping[str, Any], eval_rows: Sequence[Mapping[str, Any]]
     runs = run_table(run_row)
     evals = evals_table(eval_rows, run_id=runs.column("run_id")[0].as_py())
     return runs, evals
+
+
+# Public names of the value checks results.trials shares with these tables.
+coerce_column = _coerce
+natural_column = _natural

@@ -383,3 +383,9 @@ def _concat(tables: list[pa.Table], empty_schema: pa.Schema) -> pd.DataFrame:
             values += t.column(c).to_pylist() if c in t.schema.names else [None] * t.num_rows
         df[c] = pd.Series(values, dtype=object)
     return df[order].reset_index(drop=True)
+
+
+# Public names of the helpers results.trials shares with this module (one atomic-write discipline).
+one_line = _one_line
+fsync_dir = _fsync_dir
+concat_tables = _concat

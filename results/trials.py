@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .schema import HP_PREFIX, _coerce, _natural
-from .store import SUFFIX, TMP_PREFIX, ResultsDirError, _concat, _fsync_dir, _one_line
+from .schema import HP_PREFIX, coerce_column, natural_column
+from .store import SUFFIX, TMP_PREFIX, ResultsDirError, concat_tables, fsync_dir, one_line
 
 TRIAL_STATUSES = ("ok", "stopped_early", "diverged", "failed", "errored")
 
@@ -103,9 +103,9 @@ def _table(rows: list[Mapping[str, Any]], required: Mapping[str, pa.DataType], w
                     raise ValueError(f"{where}: column {name!r} must be bool, got {row[name]!r}")
                 values[name] = row[name]
             else:
-                values[name] = _coerce(name, row[name], typ, where)
+                values[name] = coerce_column(name, row[name], typ, where)
         for name in sorted(k for k in row if k not in required):
-            values[name], typ = _natural(name, row[name], where)
+            values[name], typ = natural_column(name, row[name], where)
             if typ != pa.null():
                 if name in extra and extra[name] != typ:
                     # e.g. an int and a float proposal of one parameter: keep floats
@@ -145,9 +145,9 @@ class SearchStore:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, d / f"{ident}{SUFFIX}")
-            _fsync_dir(d)
+            fsync_dir(d)
         except OSError as e:
-            raise ResultsDirError(f"could not write {d.name}/{ident}{SUFFIX} under {self.root}: {_one_line(e)}") from None
+            raise ResultsDirError(f"could not write {d.name}/{ident}{SUFFIX} under {self.root}: {one_line(e)}") from None
         finally:
             if tmp.exists():
                 try:
@@ -191,10 +191,10 @@ class SearchStore:
             try:
                 t = pq.read_table(d / n)
             except Exception as e:  # corrupt or truncated: warn and go on, as the runs loader does
-                warnings.warn(f"skipping unreadable results file {d / n}: {_one_line(e)}", stacklevel=3)
+                warnings.warn(f"skipping unreadable results file {d / n}: {one_line(e)}", stacklevel=3)
                 continue
             tables.append(t)
-        return _concat(tables, pa.schema([pa.field(k, v) for k, v in required.items()]))
+        return concat_tables(tables, pa.schema([pa.field(k, v) for k, v in required.items()]))
 
     def load_trials(self, search_ids: Iterable[str] | str | None = None) -> pd.DataFrame:
         return self._load(self.trials_dir, search_ids, TRIALS_REQUIRED)

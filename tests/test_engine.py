@@ -87,3 +87,25 @@ def test_failure_is_recorded_not_raised(tmp_path):
     assert "\n" not in out.run_row["error_message"] and out.run_row["error_message"]
     runs = ResultStore(tmp_path).load_runs()
     assert list(runs["status"]) == ["failed"] and math.isnan(runs["test_error"][0])
+
+
+def test_a_new_extra_model_name_is_evaluated_and_written(tmp_path, monkeypatch):
+    """An algorithm's eval_models() may use a name the schema has never seen: the finished run
+    is written, with that model's rows (a malformed name is still refused)."""
+    import algorithms.registry as registry
+    from algorithms.pseudo_label import PseudoLabel
+    from results.schema import evals_table
+
+    class WithPolyak(PseudoLabel):
+        name = "pseudo_label_polyak"
+
+        def eval_models(self):
+            return {"polyak_avg": self.model}
+
+    monkeypatch.setitem(registry._REGISTRY, WithPolyak.name, WithPolyak)
+    out = train_run(_cfg(algorithm=WithPolyak.name, steps=20), RunEnv(str(tmp_path)))
+    assert out.status == "ok", out.run_row["error_message"]
+    evals = ResultStore(tmp_path).load_evals()
+    assert set(evals["model"]) == {"ema", "raw", "polyak_avg"}
+    with pytest.raises(ValueError, match="model must be a name"):
+        evals_table([{"run_id": "r", "step": 1, "split": "val", "model": "bad name", "error": 0.1, "loss": 1.0}], "r")

@@ -18,7 +18,7 @@ from ..base import Algorithm, Batch, HoldoutSpec
 from ..hparams import ConfigError, renamed_keys
 from ..stepper import Stepper
 from .functional import squared_norm
-from .rule import LossRule, MetaRule, StepInfo, TwoUpdateRule
+from .rule import LossRule, MetaRule, StepInfo
 
 _CACHE: dict[tuple[type, type], type[Algorithm]] = {}
 

@@ -103,6 +103,9 @@ class MetaRule(Generic[H]):
     diagnostics: ClassVar[tuple[str, ...]] = ()
     #: hyperparameters the rule adds to its base's count ("#HPs"); None: no count
     paper_hps: ClassVar[int | None] = None
+    #: order of the derivatives the meta step takes ("first" / "second") when no hyperparameter
+    #: is a ``method_field`` saying so per value (``bench.perf`` checks its cost target on it)
+    meta_order: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

@@ -1,6 +1,6 @@
 """TCDCN (Zhang et al., 2014) as used for AFLW facial-landmark regression by
 Learning to Impute (paper 001, Sec. 5 Experiment 1 and App. A.1, Fig. 4),
-following the official L2I code (see ``OFFICIAL_CODE_NOTES.md``)."""
+following the official L2I code (docs/methods.md, "What the official code does")."""
 from __future__ import annotations
 
 import torch

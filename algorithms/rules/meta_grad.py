@@ -51,8 +51,7 @@ class MetaGradHparams:
     meta_grad_fd_divisor: ``2eps`` (central difference) or ``eps`` (official code, 2x).
     meta_grad_eps_scale: eps = scale / ||grad L_l|| (0.01, Eq. 10 after Liu et al. 2018).
     meta_bn: BN mode of the meta pass (official: eval; functional passes never update the
-    running statistics; in ``train`` mode with dropout, ``fd``'s two forwards draw different
-    masks: use ``jvp`` there). meta_grad_init: y_tilde from the base's imputation or the
+    running statistics). meta_grad_init: y_tilde from the base's imputation or the
     model's softmax (Eq. 2). meta_grad_loss: ``mse`` (Eq. 13) or the base's distance.
     use_mixup / mixup_gamma: cross-domain MixUp, lam ~ Beta(gamma, gamma) (Eq. 12; official:
     0.1 on SVHN, 1.0 on CIFAR).
