@@ -193,3 +193,20 @@ def test_interrupted_search_resumes_without_repeating_finished_trials(tmp_path):
     # 6. Once finished, the same command prints the stored result without starting Ray.
     out3 = subprocess.run(_search_cmd(results), cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out3.returncode == 0 and "already finished" in out3.stdout
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(420)
+def test_multi_worker_trials_run_as_ray_train_worker_groups(tmp_path):
+    """Trials launch through bench.ray_launch like bench.run's: --workers 2 makes every trial (and
+    the final re-run) a 2-worker Ray Train run whose workers end with identical parameters."""
+    results = tmp_path / "results"
+    assert bt.main(["--algorithm", "mean_teacher", "--dataset", "two_circles", "--trials", "1", "--steps", "20",
+                    "--params", "lambda_u", "--scheduler", "fifo", "--final-seeds", "1", "--workers", "2",
+                    "--num-cpus", "2", "--results-dir", str(results)]) == 0
+    (trials_file,) = glob.glob(str(results / "trials" / "*.parquet"))
+    (trial,) = pq.read_table(trials_file).to_pylist()
+    assert trial["status"] == "ok" and trial["steps_reached"] == 20
+    runs = [pq.read_table(f).to_pylist()[0] for f in glob.glob(str(results / "runs" / "*.parquet"))]
+    assert runs and all(r["workers"] == 2 and r["status"] == "ok" for r in runs)
+    assert all(r["worker_param_divergence"] == 0.0 for r in runs)
