@@ -130,6 +130,19 @@ def method_fields(hparams_cls: type) -> dict[str, dict[str, Order | None]]:
     return {f.name: dict(f.metadata["orders"]) for f in dataclasses.fields(hparams_cls) if "orders" in f.metadata}
 
 
+def order_of(hparams_cls: type, values: dict[str, Any]) -> str | None:
+    """The order of the derivatives a meta step takes with these hyperparameter values (the
+    class defaults fill in the rest): "second" if any method field's value is second order,
+    else "first", else "none" (the meta step switched off); None if no field is a method field."""
+    fields = method_fields(hparams_cls)
+    if not fields:
+        return None
+    defaults = {f.name: f.default for f in dataclasses.fields(hparams_cls) if f.default is not dataclasses.MISSING}
+    merged = {**defaults, **values}
+    orders = [fields[k].get(merged[k]) for k in fields]
+    return "second" if "second" in orders else "first" if "first" in orders else "none"
+
+
 def adopt_generic_hparams(cls: type, root: type) -> None:
     """Set ``cls.Hparams = H`` for ``class cls(root[H])`` (or a subclass of ``root``
     parametrised the same way), unless ``cls`` sets ``Hparams`` itself or names no class."""

@@ -3,6 +3,8 @@
 Paths and resources (data root, results directory, GPUs) are not part of the identity:
 they do not change what a run computes. Workers are: the global batch is fixed, but
 BatchNorm statistics are per worker, so results can differ with the worker count.
+A renamed hyperparameter (its class's ``renamed`` map) is hashed under its first name, so
+renaming an option never changes a run id (:func:`identity_hparams`).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from algorithms import get_algorithm, parse_hparams
-from algorithms.hparams import ConfigError, from_dict, require
+from algorithms.hparams import ConfigError, from_dict, renamed_keys, require
 
 
 @dataclass(frozen=True)
@@ -129,11 +131,18 @@ class RunConfig:
     def run_id(self) -> str:
         """16 hex chars of sha256 over the resolved config (sorted JSON)."""
         data = self.resolved().to_dict()
+        data["hparams"] = identity_hparams(self.algorithm, data["hparams"])
         for key, default in _IDENTITY_OPTIONAL.items():
             if data["optim"][key] == default:
                 del data["optim"][key]
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def identity_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` spelled as identities hash them: each renamed option under its old name."""
+    first_name = {new: old for old, new in renamed_keys(get_algorithm(algorithm).Hparams).items()}
+    return {first_name.get(k, k): v for k, v in hparams.items()}
 
 
 @dataclass(frozen=True)
@@ -147,4 +156,4 @@ class RunEnv:
     checkpoint_every_evals: int = 1
 
 
-__all__ = ["ConfigError", "OptimConfig", "RunConfig", "RunEnv"]
+__all__ = ["ConfigError", "OptimConfig", "RunConfig", "RunEnv", "identity_hparams"]

@@ -69,10 +69,12 @@ def rule_factor(algorithm: str, hparams: dict) -> float:
     (``hparams`` complete, e.g. ``dataclasses.asdict(cfg.typed_hparams())``), else first order."""
     if "+" not in algorithm:
         return 1.0
-    rule = algorithm.partition("+")[2]
-    exact = {"l2i_o": hparams.get("l2i_variant") == "exact", "l2i_l": hparams.get("l2i_l_method") == "exact",
-             "meta_grad": hparams.get("meta_grad_method") == "exact"}.get(rule, False)
-    return SECOND_ORDER if exact else FIRST_ORDER
+    from algorithms import get_algorithm
+    from algorithms.hparams import order_of
+
+    rule = get_algorithm(algorithm).rule_class  # the order comes from the rule's method fields
+    order = order_of(rule.Hparams, {k: v for k, v in hparams.items() if k in rule.Hparams.__dataclass_fields__})
+    return SECOND_ORDER if (order or rule.meta_order) == "second" else FIRST_ORDER
 
 
 def step_seconds(cfg) -> float:

@@ -34,14 +34,14 @@ _INNER_000 = ("exact second-order update (000 has no approximation); inner loss 
 
 def l2i_rule(family: str, rule: str, dataset: str, holdout: int, journal: bool, source: str) -> Preset:
     """An L2I rule entry: 001's (``journal``) or 000's reading, hold-out batch ``holdout``."""
-    hp = {"holdout_batch": holdout, "holdout": "joint", "l2i_bn": "train", "l2i_meta_optimizer": "shared",
+    hp = {"holdout_batch": holdout, "holdout": "joint", "meta_bn": "train", "l2i_meta_optimizer": "shared",
           "l2i_inner_steps": 1, "l2i_inner_labeled": journal, "l2i_inner_lambda": False,
           "l2i_inner_lr_scale": _K[rule]}
     if rule == "l2i_o":
-        hp["l2i_variant"] = "approx" if journal else "exact"
+        hp["meta_method"] = "approx" if journal else "exact"
         what = _O_001 if journal else "000 option 2 (meta-gradient on the model)"
     else:
-        hp.update(l2i_label_lr=1.0, l2i_label_weight=1.0, l2i_label_init="output", l2i_l_method="exact")
+        hp.update(l2i_label_lr=1.0, l2i_label_weight=1.0, l2i_label_init="output", meta_method="exact")
         what = ("learnable labels (L), initialised from the model's output; label step eta_z = 1 (000 App. A.1: 'ηz is 1 "
                 "for all experiments'; the official code: p <- p - 1.0 dC_H/dp, then an MSE step with weight 1)")
         if not journal:

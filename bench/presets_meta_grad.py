@@ -43,9 +43,9 @@ def _rule(dataset: str) -> Preset:
                   "003 Eq. 2 (pseudo-labels initialised as the classifier's predictions), Alg. 2 (finite difference, "
                   "eps = 0.01 / ||grad||), Eq. 12-13 (cross-domain MixUp, MSE consistency); official code (MixUp gamma "
                   "0.1 on SVHN, 1.0 on CIFAR; eval-mode meta pass)",
-                  hparams={"meta_grad_init": "model", "meta_grad_method": "fd", "meta_grad_eps_scale": 0.01,
+                  hparams={"meta_grad_init": "model", "meta_method": "fd", "meta_grad_eps_scale": 0.01,
                            "meta_grad_fd_divisor": "2eps", "meta_lr": 1.0, "meta_lr_from_lr": False,
-                           "meta_grad_bn": "eval", "meta_grad_loss": "mse", "use_mixup": True,
+                           "meta_bn": "eval", "meta_grad_loss": "mse", "use_mixup": True,
                            "mixup_gamma": _GAMMA[dataset]},
                   notes=f"MixUp lambda ~ Beta({_GAMMA[dataset]:g}, {_GAMMA[dataset]:g}) on {dataset}; y_tilde = the "
                         "model's softmax (003 Eq. 2: 'The pseudo labels of the unlabeled data are initialized as the "

@@ -30,10 +30,10 @@ def test_noise_and_dropout_variants_cost_their_plain_network():
 def test_step_time_is_the_stated_formula():
     cfg = RunConfig.from_dict(dict(dataset="cifar10", algorithm="mean_teacher+l2i_o", network="wrn28_2", n_labels=250,
                                    steps=1000, batch_labeled=64, batch_unlabeled=64,
-                                   hparams={"holdout_batch": 64, "l2i_variant": "approx"}))
+                                   hparams={"holdout_batch": 64, "meta_method": "approx"}))
     f = ce.FORWARD_GFLOPS[("wrn28_2", 32)] * 1e9
     assert ce.step_seconds(cfg) == pytest.approx(3 * f * (64 + 64 + 64) * ce.FIRST_ORDER / (ce.EFFECTIVE_TFLOPS * 1e12))
-    exact = dataclasses.replace(cfg, hparams={"holdout_batch": 64, "l2i_variant": "exact"})
+    exact = dataclasses.replace(cfg, hparams={"holdout_batch": 64, "meta_method": "exact"})
     assert ce.step_seconds(exact) / ce.step_seconds(cfg) == pytest.approx(ce.SECOND_ORDER / ce.FIRST_ORDER)
     base = dataclasses.replace(cfg, algorithm="mean_teacher", hparams={})
     assert ce.step_seconds(base) == pytest.approx(3 * f * 128 / (ce.EFFECTIVE_TFLOPS * 1e12))

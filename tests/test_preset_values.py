@@ -106,7 +106,7 @@ def test_l2i_conf_cnn13_is_000_appendix_a2_experiment_2():
                 assert hp["l2i_inner_labeled"] is False  # 000_inner: the virtual step on the unlabeled loss only
                 assert hp["l2i_inner_lr_scale"] == (50.0 if method.endswith("l2i_o") else 100.0)  # code_l2i_k
             if method.endswith("l2i_o"):
-                assert hp["l2i_variant"] == "exact"  # 000 has no approximation
+                assert hp["meta_method"] == "exact"  # 000 has no approximation
             if method.endswith("l2i_l"):
                 assert (hp["l2i_label_lr"], hp["l2i_label_weight"]) == (1.0, 1.0)  # 000_eta_z, code_l2i_label
     assert "CIFAR-100 lr is not stated" in _run("l2i_conf_table1", "supervised", "cifar100", 1000).protocol_notes
@@ -147,7 +147,7 @@ def test_l2i_wrn_is_001_appendix_a2_and_section_5_4():
                 assert hp["holdout"] == "joint"  # 001_joint
                 assert hp["l2i_inner_labeled"] is True  # 001 Alg. 1 line 8: C_T + C_U
             if method.endswith("l2i_o"):
-                assert hp["l2i_variant"] == "approx" and hp["l2i_inner_lr_scale"] == 50.0  # 001_approx, code_l2i_k
+                assert hp["meta_method"] == "approx" and hp["l2i_inner_lr_scale"] == 50.0  # 001_approx, code_l2i_k
             if method.endswith("l2i_l"):
                 assert hp["l2i_inner_lr_scale"] == 100.0 and hp["l2i_label_lr"] == 1.0  # code_l2i_k, code_l2i_label
 
@@ -216,8 +216,8 @@ def test_meta_grad_cnn13_is_003_and_its_official_code():
             if "+" in method:
                 assert hp["meta_grad_init"] == "model"  # 003_init (Eq. 2)
                 assert hp["mixup_gamma"] == gamma and hp["use_mixup"] is True  # code_mg
-                assert hp["meta_grad_eps_scale"] == 0.01 and hp["meta_grad_method"] == "fd"  # 003_eps (Alg. 2)
-                assert hp["meta_grad_bn"] == "eval"  # code_mg_eval
+                assert hp["meta_grad_eps_scale"] == 0.01 and hp["meta_method"] == "fd"  # 003_eps (Alg. 2)
+                assert hp["meta_bn"] == "eval"  # code_mg_eval
                 assert hp["meta_grad_loss"] == "mse"  # 003 Eq. 13
     # its baselines are 002's CNN-13 runs: the same configs, planned once
     assert _run("meta_grad_table1", "mean_teacher", "cifar10", 4000) == _run("meta_semi_table1", "mean_teacher",

@@ -111,3 +111,14 @@ def test_toy_suite_is_paper_000_figure_1():
     assert {c.algorithm for c in runs} == {"supervised", "pseudo_label", "pseudo_label+l2i_o", "pseudo_label+l2i_l"}
     assert {c.dataset for c in runs} == {"two_circles"} and {c.n_labels for c in runs} == {50}
     assert {c.network for c in runs} == {"mlp_2_4_2"} and {c.seed for c in runs} == {0, 1, 2}
+
+
+def test_renaming_options_kept_the_run_ids():
+    """l2i_bn / l2i_variant / l2i_l_method / meta_grad_method / meta_grad_bn became meta_bn and
+    meta_method; identities hash them under their first names, so the quick suite's runs keep
+    the ids they had before the rename (recorded from a run of the suite at that commit)."""
+    configs = {(c.algorithm, c.dataset, c.seed): c for c in expand(SUITES["quick"])}
+    assert configs[("pseudo_label+l2i_o", "digits", 0)].run_id == "7cb03739e9bf419c"
+    assert configs[("pseudo_label+l2i_l", "digits", 0)].run_id == "90dd9835c5dd90fe"
+    assert configs[("pseudo_label+meta_grad", "digits", 0)].run_id == "7fb85590ef7c29e6"
+    assert "meta_method" in configs[("pseudo_label+l2i_o", "digits", 0)].resolved().hparams

@@ -7,13 +7,12 @@ each value takes (``algorithms.hparams.method_field``), a composition's base
 """
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
 from algorithms import ConfigError, get_algorithm, list_algorithms, list_compositions
-from algorithms.hparams import from_dict, method_fields
+from algorithms.hparams import from_dict, method_fields, order_of
 
 from ..cli_errors import UsageError, split_list
 
@@ -52,13 +51,7 @@ def row_order(holder: type | None, values: dict[str, Any]) -> str:
     else none (the meta step switched off); the rule's ``meta_order`` where it has no method field."""
     if holder is None:
         return "base"
-    fields = method_fields(holder.Hparams)
-    if not fields:
-        return getattr(holder, "meta_order", None) or "?"
-    defaults = {f.name: f.default for f in dataclasses.fields(holder.Hparams) if f.default is not dataclasses.MISSING}
-    merged = {**defaults, **values}
-    orders = [fields[k].get(merged[k]) for k in fields]
-    return "second" if "second" in orders else "first" if "first" in orders else "none"
+    return order_of(holder.Hparams, values) or getattr(holder, "meta_order", None) or "?"
 
 
 def variant_name(algorithm: str, values: dict[str, Any]) -> str:

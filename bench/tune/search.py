@@ -11,7 +11,7 @@ import os
 from algorithms import ConfigError
 
 from ..cli_errors import UsageError
-from ..config import RunEnv
+from ..config import RunEnv, identity_hparams
 from ..planner import PlanRequest, plan_runs
 from ..ray_launch import trial_resources
 from .metrics import ASHA_TIME, OBJECTIVE
@@ -32,7 +32,9 @@ class SearchSpec:
 
     @property
     def search_id(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        data = dataclasses.asdict(self)
+        data["base_run"] = dict(data["base_run"], hparams=identity_hparams(self.algorithm, data["base_run"]["hparams"]))
+        blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
