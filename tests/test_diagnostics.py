@@ -3,19 +3,13 @@ the recorded values are all-reduced over workers: two gloo workers record what o
 on the whole batch records, not rank 0's shard."""
 from __future__ import annotations
 
-import os
-import queue as queue_mod
-import socket
-import traceback
-
 import pytest
-import torch
-import torch.multiprocessing as mp
 
 from algorithms import list_algorithms, list_compositions
 from bench.config import RunConfig, RunEnv
 from bench.engine import train_run
 from results.schema import registry_columns
+from tests.gloo import run_workers
 
 
 def _cfg(name: str, workers: int = 1, steps: int = 2) -> RunConfig:
@@ -49,50 +43,23 @@ def test_every_returned_diagnostic_has_a_column(name, tmp_path):
 NAMES = ["pseudo_label", "vat", "mixmatch", "ict", "pseudo_label+l2i_o", "mean_teacher+l2i_l"]
 
 
-def _worker(rank: int, port: int, results_dir: str, out) -> None:
-    try:
-        import torch.distributed as dist
-
-        from algorithms import make_comm
-
-        torch.set_num_threads(1)
-        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-        dist.init_process_group("gloo", rank=rank, world_size=2)
-        try:
-            for name in NAMES:
-                o = train_run(_cfg(name, workers=2, steps=3), RunEnv(results_dir), comm=make_comm(), write=False)
-                out.put((rank, name, o.status, o.run_row["error_message"], o.eval_rows))
-        finally:
-            dist.destroy_process_group()
-    except BaseException:
-        out.put((rank, "__error__", "failed", traceback.format_exc(), []))
+def _two_worker_eval_rows(comm, results_dir: str) -> dict:
+    """Worker body: {name: (status, message, eval rows)} of 2-worker runs of every name."""
+    out = {}
+    for name in NAMES:
+        o = train_run(_cfg(name, workers=2, steps=3), RunEnv(results_dir), comm=comm, write=False)
+        out[name] = (o.status, o.run_row["error_message"], o.eval_rows)
+    return out
 
 
 def test_diagnostics_are_all_reduced_over_workers(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, port, str(tmp_path), out), daemon=True) for r in range(2)]
-    for p in procs:
-        p.start()
+    parallel, single = run_workers(_two_worker_eval_rows, str(tmp_path), meanwhile=lambda: {
+        n: train_run(_cfg(n, steps=3), RunEnv(str(tmp_path)), write=False) for n in NAMES})
     got = {}
-    try:
-        single = {n: train_run(_cfg(n, steps=3), RunEnv(str(tmp_path)), write=False) for n in NAMES}
-        while len(got) < 2 * len(NAMES):
-            try:
-                rank, name, status, message, rows = out.get(timeout=240)
-            except queue_mod.Empty:
-                pytest.fail(f"workers timed out; got {sorted(got)}")
-            assert name != "__error__", message
+    for rank, res in enumerate(parallel):
+        for name, (status, message, rows) in res.items():
             assert status == "ok", message
             got[(rank, name)] = rows
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
     for name in NAMES:
         one = single[name].eval_rows
         for rank in range(2):

@@ -85,7 +85,7 @@ def test_template_runs_after_step_and_meta_passes_touch_no_state(name, monkeypat
     seen: list = []
     _guard(algo, "meta_step", seen)
     if isinstance(algo.rule, TwoUpdateRule):
-        _guard(algo, "diagnostics", seen)
+        _guard(algo, "after_update", seen)
     bn_start = _bn_state(algo.model)
     for step in range(2):
         algo.model.train()
