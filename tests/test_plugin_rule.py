@@ -42,6 +42,7 @@ class SoftSign(LossRule[SoftSignHparams]):
     name = "soft_sign"
     description = "throwaway test rule: soft sign-of-meta-gradient weights"
     paper_hps = 1
+    diagnostics = ("mean_weight",)  # the scalars it reports beyond the base's: results columns diag_<name>
 
     def meta_step(self, s, batch, info):
         algo = self.algo
