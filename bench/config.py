@@ -58,6 +58,8 @@ class OptimConfig:
 #: OptimConfig fields added after run ids were first published: left out of the identity while
 #: at these defaults, so every config that existed before them keeps its run id.
 _IDENTITY_OPTIONAL = {"milestones": (), "gamma": 0.1}
+#: the same for RunConfig's own later fields
+_RUN_IDENTITY_OPTIONAL = {"n_test": None}
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class RunConfig:
 
     Batch sizes are *global* (the protocol's); with W workers each computes on 1/W of them.
     ``n_val`` None means: resolved from ``val_protocol`` ("scarce": as many as the labels).
+    ``n_test`` None means the whole test set; a number evaluates a fixed class-balanced subset
+    of that size (the same for every run, :func:`bench.sampling.balanced_subset`), a budget
+    deviation that suites record in ``protocol_notes``.
     ``ema_decay`` is the evaluation EMA of the weights (all methods are evaluated on it and
     on the raw weights). ``hparams`` are the algorithm's own (see ``algorithms``).
     """
@@ -83,6 +88,7 @@ class RunConfig:
     batch_unlabeled: int = 96
     val_protocol: Literal["scarce", "paper"] = "scarce"
     n_val: int | None = None
+    n_test: int | None = None
     ema_decay: float = 0.999
     optim: OptimConfig = field(default_factory=OptimConfig)
     hparams: dict[str, Any] = field(default_factory=dict)
@@ -95,6 +101,7 @@ class RunConfig:
         require(self.steps > 0, f"steps must be positive, got {self.steps}")
         require(self.eval_every > 0, f"eval_every must be positive, got {self.eval_every}")
         require(self.eval_last_k > 0, "eval_last_k must be positive")
+        require(self.n_test is None or self.n_test > 0, f"n_test must be positive, got {self.n_test}")
         require(self.seed >= 0 and self.split_seed >= 0, "seeds must be non-negative")
         require(self.workers >= 1, f"workers must be at least 1, got {self.workers}")
         require(self.batch_labeled > 0 and self.batch_unlabeled > 0, "batch sizes must be positive")
@@ -135,6 +142,9 @@ class RunConfig:
         for key, default in _IDENTITY_OPTIONAL.items():
             if data["optim"][key] == default:
                 del data["optim"][key]
+        for key, default in _RUN_IDENTITY_OPTIONAL.items():
+            if data[key] == default:
+                del data[key]
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -153,7 +163,7 @@ class RunEnv:
     data_root: str | None = None
     download: bool = False
     gpus_per_worker: float = 0.0
-    checkpoint_every_evals: int = 1
+    checkpoint_every_evals: int = 0  # 0: about ten checkpoints per run (bench.engine)
 
 
 __all__ = ["ConfigError", "OptimConfig", "RunConfig", "RunEnv", "identity_hparams"]

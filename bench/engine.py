@@ -1,7 +1,8 @@
 """The run function: one training run from a typed config, with or without Ray.
 
 Flow: data + split -> model + algorithm -> step loop (the algorithm owns its update) ->
-evaluation of the EMA and raw weights on validation and test every ``eval_every`` steps ->
+evaluation of the EMA and raw weights on validation, test and the labeled training set every
+``eval_every`` steps ->
 rows written atomically to the results store by rank 0. Ray enters only through the
 ``reporter`` (metrics and checkpoints) and the communicator (``algorithms.parallel``).
 Only validation metrics are reported to the reporter: Ray Tune never sees the test set.
@@ -31,7 +32,7 @@ from datasets.augment import strong_augment_for, weak_augment_for
 from results import ResultsDirError, ResultStore, last_k_median
 
 from .config import RunConfig, RunEnv
-from .sampling import EpochSampler
+from .sampling import EpochSampler, balanced_subset
 
 
 class Reporter(Protocol):
@@ -238,15 +239,23 @@ class Run:
 
     def evaluate_all(self, diagnostics: dict[str, float]) -> dict:
         """Evaluate EMA and raw weights, and the algorithm's extra models (``eval_models``, e.g.
-        "swa"), on val and test; append rows; return Tune-safe metrics (``val_error_<model>``)."""
+        "swa"), on val, test and train; append rows; return Tune-safe metrics (``val_error_<model>``).
+
+        ``train`` is the labeled training set the supervised loss sees (n_labels examples, fewer
+        when a rule holds some out as a separate hold-out set), evaluated without augmentation:
+        the training-error curves of paper 003 Fig. 1. Each row carries ``elapsed_s``, the
+        training seconds so far (step time only, evaluations excluded; kept across resumes).
+        """
         metrics = {}
         models = [("ema", self.eval_ema.model), ("raw", self.model), *self.algo.eval_models().items()]
+        splits = (("val", self.x_val, self.y_val), ("test", *self.test_set()), ("train", self.x_l, self.y_l))
         for model_name, model in models:
-            for split, x, y in (("val", self.x_val, self.y_val), ("test", self.x_test, self.y_test)):
+            for split, x, y in splits:
                 err, loss = evaluate(model, x, y, self.comm)
                 if not (math.isfinite(loss)):
                     raise Diverged(f"{model_name} {split} loss is not finite at step {self.step}")
-                row = {"run_id": "", "step": self.step, "split": split, "model": model_name, "error": err, "loss": loss}
+                row = {"run_id": "", "step": self.step, "split": split, "model": model_name, "error": err, "loss": loss,
+                       "elapsed_s": self.train_seconds}
                 row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
                 self.eval_rows.append(row)
                 if split == "val":
@@ -263,6 +272,21 @@ class Run:
             reduced = self.comm.all_reduce_mean(torch.tensor(list(means.values()), dtype=torch.float64))
             means = dict(zip(means, (float(v) for v in reduced)))
         return means
+
+    def checkpoint_every(self) -> int:
+        """Evaluations between checkpoints: the env's, or (0, the default) about ten per run, since
+        a Tune checkpoint costs more than a small model's evaluation."""
+        every = self.env.checkpoint_every_evals
+        return every if every > 0 else max(1, math.ceil(self.cfg.steps / self.cfg.eval_every) // 10)
+
+    def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test examples evaluated: all, or the config's fixed ``n_test`` subset."""
+        if self.cfg.n_test is None or self.cfg.n_test >= self.y_test.shape[0]:
+            return self.x_test, self.y_test
+        if getattr(self, "_test_index", None) is None:
+            self._test_index = torch.from_numpy(balanced_subset(self.y_test.cpu().numpy(), self.cfg.n_test)).to(
+                self.x_test.device)
+        return self.x_test[self._test_index], self.y_test[self._test_index]
 
     def train(self, reporter: Reporter) -> None:
         cfg = self.cfg
@@ -291,7 +315,7 @@ class Run:
                 evals_done += 1
                 metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
                                loss=means.get("loss", float("nan")))
-                keep = evals_done % max(1, self.env.checkpoint_every_evals) == 0 or self.step == cfg.steps
+                keep = evals_done % self.checkpoint_every() == 0 or self.step == cfg.steps
                 reporter.report(metrics, self.state_dict() if keep else None)
 
     def worker_divergence(self) -> float:

@@ -1,4 +1,4 @@
-"""The driver's view of a grid of runs: one progress line per evaluation and per finished run,
+"""The driver's view of a grid of runs: a progress line per tenth of each run and per finished run,
 and what went wrong (rows that could not be written, trials that crashed)."""
 from __future__ import annotations
 
@@ -19,11 +19,12 @@ def make_progress_callback(total: int, outcome: GridOutcome):
     from ray.tune import Callback
 
     class Progress(Callback):
-        """One line per evaluation and per finished run (Tune's own output is off)."""
+        """A line per tenth of each run's budget and per finished run (Tune's own output is off)."""
 
         def __init__(self) -> None:
             self.done = 0
             self.started = time.perf_counter()
+            self.printed: dict[str, int] = {}
 
         def _name(self, trial) -> str:
             r = trial.config["job"]["run"]
@@ -36,6 +37,11 @@ def make_progress_callback(total: int, outcome: GridOutcome):
             if result.get("done"):
                 return
             steps = trial.config["job"]["run"]["steps"]
+            # runs evaluate 40+ times: print a run's progress each tenth of its budget, not each evaluation
+            tenth = 10 * result.get("steps_done", 0) // max(1, steps)
+            if tenth <= self.printed.get(trial.trial_id, -1):
+                return
+            self.printed[trial.trial_id] = tenth
             err = result.get("val_error_ema", float("nan"))
             print(f"{self._head()} {self._name(trial)}: step {result.get('steps_done', 0)}/{steps} val err "
                   f"{100 * err:.1f}% ({result.get('steps_per_s', 0):.1f} steps/s)", flush=True)
@@ -48,7 +54,10 @@ def make_progress_callback(total: int, outcome: GridOutcome):
                 print(f"{self._head()} {self._name(trial)}: finished ({last.get('status', '?')}) but NOT recorded: "
                       f"{last['write_error']}", flush=True)
                 return
-            print(f"{self._head()} {self._name(trial)}: finished ({last.get('status', '?')})", flush=True)
+            elapsed = time.perf_counter() - self.started
+            # runs differ in cost: a rough figure from the mean so far, not a promise
+            eta = f", about {elapsed / self.done * (total - self.done):.0f}s to go" if self.done < total else ""
+            print(f"{self._head()} {self._name(trial)}: finished ({last.get('status', '?')}){eta}", flush=True)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             self.done += 1

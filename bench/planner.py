@@ -20,7 +20,7 @@ from algorithms.networks import check_network, list_networks
 
 from .cli_errors import UsageError
 from .config import RunConfig, RunEnv
-from .suites import SUITES, expand
+from .suites import SUITES, dense_eval_every, expand
 
 DEFAULT_RESULTS = "bench-results"
 
@@ -172,6 +172,11 @@ def _configs(req: PlanRequest) -> tuple[list[RunConfig], list | None]:
         configs = apply_search(configs, req.config_from, req.results_dir)
     if req.hp:
         configs = apply_hp(configs, dict(req.hp))
+    if SUITES[req.suite].dense_evals:  # presets and --steps change budgets: keep 20 evaluations in the last half
+        configs = [dataclasses.replace(c, eval_every=dense_eval_every(c.steps, c.eval_every, c.eval_last_k))
+                   for c in configs]
+        if runs is not None:
+            runs = [dataclasses.replace(r, config=c) for r, c in zip(runs, configs)]
     for cfg in configs:
         cfg.typed_hparams()
     return configs, runs

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from results import ResultsDirError, ResultStore, format_table, summarize
+    from results import ResultsDirError, ResultStore, final_tables
 
     from .ray_node import RayStartError
 
@@ -221,7 +221,7 @@ def _main(args: argparse.Namespace) -> int:
         fail(PROG, str(e))
     missing = len(configs) - len(runs)
     print()
-    print(format_table(summarize(runs)))
+    print(final_tables(runs))
     wall = time.perf_counter() - started
     print(f"\n{len(runs)} runs in the table ({missing} missing), wall time {wall:.0f} s", flush=True)
     bad = runs[runs["status"] != "ok"] if len(runs) else runs

@@ -1,7 +1,34 @@
-"""Index streams for labeled and unlabeled batches: reshuffled every pass, one shared generator."""
+"""Index streams for labeled and unlabeled batches (reshuffled every pass, one shared
+generator), and the fixed class-balanced test subset of budget-limited suites."""
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+
+def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of ``n`` examples of ``labels`` [N], as equal per class as the counts allow.
+
+    A function of (labels, n, seed) only: every run and seed of a suite evaluates the same
+    examples, so paired differences are not diluted by different subsets. Classes take equal
+    shares in class order; what a small class cannot give goes to the others.
+    """
+    labels = np.asarray(labels)
+    if n >= labels.shape[0]:
+        return np.arange(labels.shape[0])
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    pools = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    take = np.zeros(len(classes), dtype=int)
+    left = n
+    while left > 0:
+        room = [i for i, p in enumerate(pools) if take[i] < p.shape[0]]
+        share = max(1, left // len(room))
+        for i in room:
+            add = min(share, pools[i].shape[0] - take[i], left)
+            take[i] += add
+            left -= add
+    return np.sort(np.concatenate([p[:k] for p, k in zip(pools, take)]))
 
 
 class EpochSampler:

@@ -33,26 +33,41 @@ class Recipe:
     #: (every composition with that rule) or "BASE+RULE"
     hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     protocol_notes: str = ""
+    n_test: int | None = None  # None: the whole test set; else a fixed class-balanced subset (CPU budgets)
 
 
 @dataclass(frozen=True)
 class Suite:
+    """Recipes, algorithms and seeds. Every run of a recipe, base or BASE+RULE, gets the same
+    budget, network, optimizer and batches: a comparison within a suite is fair by construction."""
+
     name: str
     description: str
     recipes: tuple[Recipe, ...]
     seeds: int
     algorithms: tuple[str, ...] | None = None  # None: every registered algorithm
-    #: BASE+RULE runs added when no --algorithms is given, at ``composition_budget`` x each recipe's steps
+    #: BASE+RULE runs added when no --algorithms is given, at the same budget as their bases
     compositions: tuple[str, ...] = ()
-    composition_budget: float = 1.0
     #: bases that carry every registered meta rule (each rule that accepts the base), added to ``compositions``
     rules_on: tuple[str, ...] = ()
+    #: dataset -> seeds, where it differs from ``seeds`` (cheap settings get more)
+    seeds_for: dict[str, int] = field(default_factory=dict)
+    #: at least 20 evaluations in the last half of every run (False: the recipe's spacing, for tests)
+    dense_evals: bool = True
+
 
     def all_compositions(self) -> list[str]:
         """``compositions``, then every registered rule on each base of ``rules_on``."""
         registered = set(list_compositions())
         extra = [f"{b}+{r}" for b in self.rules_on for r in list_rules() if f"{b}+{r}" in registered]
         return list(self.compositions) + [c for c in extra if c not in self.compositions]
+
+
+def dense_eval_every(steps: int, eval_every: int, last_k: int = 20) -> int:
+    """``eval_every`` shrunk so that at least ``last_k`` evaluations fall in the last half of
+    ``steps`` (every step for runs shorter than 2 x last_k): the reported median of the last
+    ``last_k`` evaluations is then over the end of training, not the whole trajectory."""
+    return max(1, min(eval_every, steps // (2 * last_k)))
 
 
 # Recipe values, each chosen on validation error (docs/recipes.md has what was tried and measured):
@@ -107,16 +122,33 @@ RECIPES: dict[str, Recipe] = {r.dataset: r for r in (TWO_CIRCLES, DIGITS, FASHIO
 
 
 
+_QUICK_DIGITS = dataclasses.replace(
+    DIGITS, steps=300, batch_labeled=16, batch_unlabeled=48,
+    protocol_notes=DIGITS.protocol_notes.replace("1k steps", "300 steps with batches 16+48 (quick budget)"))
+# Budgets planned from per-step and per-evaluation costs (docs/budgets.md): the standard suite's digits at the
+# quick suite's budget, Fashion-MNIST on cnn_tiny with a fixed 500-image test subset (an evaluation of the whole
+# 10,000-image test set costs more than the run's training).
+_STANDARD_DIGITS = dataclasses.replace(_QUICK_DIGITS, labels=(50, 100), protocol_notes=DIGITS.protocol_notes.replace(
+    "1k steps", "300 steps with batches 16+48 (standard budget)"))
+_STANDARD_FASHION = dataclasses.replace(
+    FASHION, network="cnn_tiny", labels=(100, 250), steps=200, batch_labeled=16, batch_unlabeled=48, n_test=500,
+    protocol_notes="offline 28x28 set; cnn_tiny (cnn_small at width 8), 200 steps with batches 16+48 (standard "
+                   "budget); test error on a fixed class-balanced 500 of the 10,000 test images")
+
 SUITES: dict[str, Suite] = {
-    "smoke": Suite("smoke", "seconds: two_circles and digits, tiny budgets, 1 seed (for tests)",
+    "smoke": Suite("smoke", "seconds: two_circles and digits, tiny budgets, 1 seed, 2-3 evaluations a run (for tests)",
                    (dataclasses.replace(TWO_CIRCLES, steps=100, eval_every=50),
                     dataclasses.replace(DIGITS, steps=150, eval_every=50, batch_labeled=16, batch_unlabeled=48,
-                                        ema_decay=0.9, hparams=_SMOKE_HP)), seeds=1),
-    "quick": Suite("quick", "offline data (two_circles, digits), every algorithm and every meta rule on Pseudo-Label "
-                            "(rules at half the budget), 2 seeds; under 10 minutes on 2 CPU cores",
-                   (TWO_CIRCLES, dataclasses.replace(DIGITS, steps=600, protocol_notes=DIGITS.protocol_notes.replace(
-                       "1k steps", "600 steps (quick budget)"))), seeds=2,
-                   rules_on=("pseudo_label",), composition_budget=0.5),
+                                        ema_decay=0.9, hparams=_SMOKE_HP)), seeds=1, dense_evals=False),
+    "quick": Suite("quick", "the default: offline data, every algorithm and every meta rule on Pseudo-Label at the "
+                            "same budget; two_circles 400 steps x 10 seeds, digits 300 steps x 3 seeds; under 10 "
+                            "minutes on 2 CPU cores",
+                   (TWO_CIRCLES, _QUICK_DIGITS), seeds=3, seeds_for={"two_circles": 10},
+                   rules_on=("pseudo_label",)),
+    "standard": Suite("standard", "about an hour on 2 CPU cores: digits (50, 100 labels; 300 steps) and Fashion-MNIST "
+                                  "(100, 250 labels; cnn_tiny, 200 steps, 500 test images), every algorithm and every "
+                                  "meta rule on Pseudo-Label and on Mean Teacher, 3 seeds",
+                      (_STANDARD_DIGITS, _STANDARD_FASHION), seeds=3, rules_on=("pseudo_label", "mean_teacher")),
     "toy": Suite("toy", "paper 000 Fig. 1: two circles, 50 labels, SL / PL / PL+L2I (model output) / PL+L2I "
                         "(learnable labels), 3 seeds", (TWO_CIRCLES,), seeds=3,
                  algorithms=("supervised", "pseudo_label"), compositions=("pseudo_label+l2i_o", "pseudo_label+l2i_l")),
@@ -135,39 +167,37 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
     """The run configs of ``suite`` with command-line overrides applied.
 
     ``datasets`` may name datasets outside the suite: their recipe from :data:`RECIPES` is
-    used. The split seed follows the training seed unless ``split_seed`` fixes it.
+    used. The split seed follows the training seed unless ``split_seed`` fixes it. Every
+    algorithm of a recipe runs at the same budget (the recipe's, or ``steps``), evaluated
+    densely enough for the last-20 median (:func:`dense_eval_every`) unless the suite opts out.
     """
     recipes = list(suite.recipes)
     if datasets:
         by_name = {r.dataset: r for r in recipes}
         recipes = [by_name.get(d) or RECIPES[d] for d in datasets]
-    # (algorithm, fraction of the recipe's budget)
-    algos = [(a, 1.0) for a in algorithms] if algorithms else (
-        [(a, 1.0) for a in (suite.algorithms or list_algorithms())]
-        + [(c, suite.composition_budget) for c in suite.all_compositions()])
-    n_seeds = seeds if seeds is not None else suite.seeds
+    algos = list(algorithms) if algorithms else list(suite.algorithms or list_algorithms()) + suite.all_compositions()
     configs = []
     for r in recipes:
+        n_seeds = seeds if seeds is not None else suite.seeds_for.get(r.dataset, suite.seeds)
+        run_steps = steps if steps is not None else r.steps
+        notes = r.protocol_notes
+        if steps is not None and steps != r.steps:
+            notes += f"; budget overridden to {steps} steps"
+        if network is not None and network != r.network:
+            notes += f"; network overridden to {network}"
+        every = dense_eval_every(run_steps, r.eval_every) if suite.dense_evals else min(r.eval_every, run_steps)
         for n_labels in (labels or r.labels):
-            for algo, fraction in algos:
-                run_steps = steps if steps is not None else max(1, round(r.steps * fraction))
+            for algo in algos:
                 # a composition inherits its base's recipe hyperparameters (e.g. the toy threshold), then
                 # its rule's (key "+RULE"), then its own (key "BASE+RULE")
                 base, _, rule = algo.partition("+")
                 hp = {**r.hparams.get(base, {}), **(r.hparams.get("+" + rule, {}) if rule else {}),
                       **r.hparams.get(algo, {})}
                 for seed in range(n_seeds):
-                    notes = r.protocol_notes
-                    if steps is not None and steps != r.steps:
-                        notes += f"; budget overridden to {steps} steps"
-                    elif run_steps != r.steps:
-                        notes += f"; {run_steps} steps ({fraction:g} of the recipe's budget, as the suite runs meta rules)"
-                    if network is not None and network != r.network:
-                        notes += f"; network overridden to {network}"
                     configs.append(RunConfig.from_dict(dict(
                         dataset=r.dataset, algorithm=algo, network=network or r.network, n_labels=n_labels,
                         steps=run_steps, seed=seed, split_seed=seed if split_seed is None else split_seed,
-                        eval_every=min(r.eval_every, run_steps),
+                        eval_every=every, n_test=r.n_test,
                         batch_labeled=r.batch_labeled, batch_unlabeled=r.batch_unlabeled, val_protocol=val_protocol,
                         ema_decay=r.ema_decay, optim=r.optim, hparams=hp, workers=workers,
                         suite=suite.name, protocol_notes=notes)))

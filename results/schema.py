@@ -38,7 +38,8 @@ import pyarrow as pa
 SCHEMA_VERSION = "2"
 
 STATUSES = ("ok", "failed", "diverged")
-SPLITS = ("val", "test")
+SPLITS = ("val", "test",
+          "train")  # train: the labeled training set (bench.engine.evaluate_all)
 # Models every run evaluates, and the extra ones the suite's algorithms add (``eval_models()``:
 # mean_teacher's fast-SWA average "swa"); any other name of letters, digits and "_" is accepted,
 # so a new algorithm's extra model never makes a finished run unwritable.
@@ -105,7 +106,9 @@ EVALS_REQUIRED: dict[str, pa.DataType] = {
 }
 
 # Columns that later writers add to eval rows (null where a writer has no value).
-EVALS_OPTIONAL: dict[str, pa.DataType] = {}
+EVALS_OPTIONAL: dict[str, pa.DataType] = {
+    "elapsed_s": pa.float64(),  # training seconds so far (bench.engine.evaluate_all)
+}
 
 # String columns for which None is accepted and stored as "".
 _OPTIONAL_TEXT = {"error_message", "protocol_notes"}

@@ -77,7 +77,7 @@ def test_exit_status_as_a_process(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "bench.run: error: unknown suite 'nope' (valid: smoke, quick, toy, full)"]
+        "bench.run: error: unknown suite 'nope' (valid: smoke, quick, standard, toy, full)"]
     assert not (tmp_path / "r").exists()
 
 
@@ -98,11 +98,11 @@ def test_dry_run_lists_every_algorithm_and_seed(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     from algorithms import list_rules
 
-    # 2 datasets x (algorithms + one Pseudo-Label composition per rule) x 2 seeds
-    assert len(out) == 2 * (len(list_algorithms()) + len(list_rules())) * 2
+    # (algorithms + one Pseudo-Label composition per rule) x (10 two_circles seeds + 3 digits seeds)
+    assert len(out) == (len(list_algorithms()) + len(list_rules())) * (10 + 3)
     assert all(line.startswith("todo ") for line in out)
     for algo in list_algorithms():
-        assert sum(f" {algo} " in line for line in out) == 4
+        assert sum(f" {algo} " in line for line in out) == 10 + 3
     assert not (tmp_path / "r").exists()
 
 

@@ -56,7 +56,7 @@ def test_reporter_never_sees_test_metrics(tmp_path):
     out = train_run(_cfg(), RunEnv(str(tmp_path)), reporter=rec, write=False)
     assert out.status == "ok" and len(rec.metrics) == 4
     assert all("test" not in key for m in rec.metrics for key in m)
-    assert {r["split"] for r in out.eval_rows} == {"val", "test"}
+    assert {r["split"] for r in out.eval_rows} == {"val", "test", "train"}
     assert {r["model"] for r in out.eval_rows} == {"ema", "raw"}
 
 
@@ -71,6 +71,72 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     for k in full.model_state:
         assert torch.allclose(full.model_state[k], resumed.model_state[k], atol=1e-6), k
     assert [r["error"] for r in full.eval_rows] == pytest.approx([r["error"] for r in resumed.eval_rows])
+
+
+def test_eval_rows_carry_training_seconds_that_survive_a_resume(tmp_path):
+    first = Recorder()
+    full = train_run(_cfg(algorithm="meta_semi"), RunEnv(str(tmp_path)), reporter=first, write=False)
+    elapsed = {r["step"]: r["elapsed_s"] for r in full.eval_rows}
+    steps = sorted(elapsed)
+    assert all(elapsed[a] < elapsed[b] for a, b in zip(steps, steps[1:])) and elapsed[steps[0]] > 0
+    # every row of one evaluation carries the same clock, and the last one is the run's training time
+    assert all(r["elapsed_s"] == elapsed[r["step"]] for r in full.eval_rows)
+    assert elapsed[40] == pytest.approx(40 / full.run_row["steps_per_s"], rel=1e-9)
+    mid_state = first.states[1]
+    resumed = train_run(_cfg(algorithm="meta_semi"), RunEnv(str(tmp_path)), reporter=Recorder(mid_state), write=False)
+    before = [r for r in resumed.eval_rows if r["step"] <= 20]
+    assert before == [r for r in full.eval_rows if r["step"] <= 20]  # restored with the checkpoint, clock included
+    after = {r["step"]: r["elapsed_s"] for r in resumed.eval_rows if r["step"] > 20}
+    assert min(after.values()) > mid_state["train_seconds"] == max(r["elapsed_s"] for r in before)
+
+
+def test_train_split_is_the_labeled_set_evaluated_without_augmentation(tmp_path):
+    import datasets
+    from algorithms.networks import build_network
+
+    cfg = _cfg(algorithm="supervised", steps=20)
+    out = train_run(cfg, RunEnv(str(tmp_path)), write=False)
+    data = datasets.load("two_circles")
+    split = datasets.make_split("two_circles", data.y_train, data.info.num_classes, 50,
+                                datasets.resolve_n_val(data.info, 50, "scarce", None), cfg.split_seed)
+    model = build_network(cfg.network, data.info.input_shape, data.info.num_classes)
+    model.load_state_dict(out.model_state)
+    model.eval()
+    lab = torch.from_numpy(split.labeled.copy())
+    with torch.no_grad():
+        logits = model(data.x_train[lab])
+    wrong = float((logits.argmax(1) != data.y_train[lab]).double().mean())
+    loss = float(torch.nn.functional.cross_entropy(logits, data.y_train[lab]))
+    row = next(r for r in out.eval_rows if r["step"] == 20 and r["split"] == "train" and r["model"] == "raw")
+    assert row["error"] == pytest.approx(wrong, abs=1e-12) and row["loss"] == pytest.approx(loss, rel=1e-5)
+    assert {(r["split"], r["model"]) for r in out.eval_rows if r["step"] == 20} == {
+        (s, m) for s in ("val", "test", "train") for m in ("ema", "raw")}
+
+
+def test_n_test_evaluates_a_fixed_class_balanced_subset(tmp_path):
+    import numpy as np
+
+    import datasets
+    from algorithms.networks import build_network
+    from bench.sampling import balanced_subset
+
+    y = np.array([0] * 50 + [1] * 30 + [2] * 5)
+    # by hand: shares of 10; class 2 has only 5, its other 5 go 3 + 2 (then 1) to the others in class order
+    assert np.bincount(y[balanced_subset(y, 31, seed=0)]).tolist() == [13, 13, 5]
+    idx = balanced_subset(y, 30, seed=0)
+    assert np.bincount(y[idx]).tolist() == [13, 12, 5]
+    assert (balanced_subset(y, 30, seed=0) == idx).all() and len(set(idx.tolist())) == len(idx)
+    cfg = _cfg(algorithm="supervised", steps=20, n_test=100)
+    out = train_run(cfg, RunEnv(str(tmp_path)), write=False)
+    data = datasets.load("two_circles")
+    sub = torch.from_numpy(balanced_subset(data.y_test.numpy(), 100))
+    assert np.bincount(data.y_test[sub].numpy()).tolist() == [50, 50]
+    model = build_network(cfg.network, data.info.input_shape, data.info.num_classes)
+    model.load_state_dict(out.model_state)
+    with torch.no_grad():
+        wrong = float((model(data.x_test[sub]).argmax(1) != data.y_test[sub]).double().mean())
+    row = next(r for r in out.eval_rows if r["step"] == 20 and r["split"] == "test" and r["model"] == "raw")
+    assert row["error"] == pytest.approx(wrong, abs=1e-12)
 
 
 def test_divergence_is_recorded_and_written(tmp_path):

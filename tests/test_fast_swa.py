@@ -309,7 +309,7 @@ def test_engine_evaluates_the_swa_model_and_leaves_ema_and_raw_rows_unchanged(tm
     key = lambda r: (r["step"], r["split"], r["model"])  # noqa: E731
     swa_rows = {key(r): r for r in swa.eval_rows}
     # averaging starts after 15 of 30 steps: "swa" rows at the evaluations from step 20 on
-    assert sorted(k for k in swa_rows if k[2] == "swa") == [(s, sp, "swa") for s in (20, 30) for sp in ("test", "val")]
+    assert sorted(k for k in swa_rows if k[2] == "swa") == [(s, sp, "swa") for s in (20, 30) for sp in ("test", "train", "val")]
     for r in plain.eval_rows:  # averaging never touches the training: ema/raw rows are identical
         assert swa_rows[key(r)]["error"] == r["error"] and swa_rows[key(r)]["loss"] == r["loss"], key(r)
     assert ["val_error_swa" in m for m in rec.metrics] == [False, True, True]

@@ -236,3 +236,11 @@ def test_cli_table_mentions_every_network():
         assert str(spec.default_input_shape) in lines[name]
     assert "1,467,610" in lines["wrn28_2"] and "3,121,802" in lines["cnn13"]
     assert "28,714" in lines["cnn_small"]
+
+
+def test_cnn_tiny_is_cnn_small_at_width_8():
+    model = build_network("cnn_tiny", (1, 28, 28), 10)
+    # conv 1->8, 8->8, 8->16 (3x3 with bias) and Linear(16, 10), counted by hand
+    assert count_parameters(model) == (8 * 9 + 8) + (8 * 8 * 9 + 8) + (16 * 8 * 9 + 16) + (16 * 10 + 10)
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())

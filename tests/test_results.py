@@ -225,7 +225,7 @@ def test_validation_errors():
         ({**good, "test_error": 12.0}, [], "test_error"),
         ({**good, "run_id": "../evil"}, [], "run_id"),
         ({**good, "hp_obj": object()}, [], "hp_obj"),
-        (good, [{"run_id": "x", "step": 1, "split": "train", "model": "ema", "error": 0.1, "loss": 1.0}], "split"),
+        (good, [{"run_id": "x", "step": 1, "split": "training", "model": "ema", "error": 0.1, "loss": 1.0}], "split"),
         (good, [{"run_id": "y", "step": 1, "split": "val", "model": "ema", "error": 0.1, "loss": 1.0}], "run_id"),
         (good, [{"run_id": "x", "step": 1, "split": "val", "model": "ema", "error": 0.1}], "loss"),
         (good, [{"run_id": "x", "step": 1, "split": "val", "model": "ema", "error": 0.1, "loss": 1.0,
@@ -501,11 +501,11 @@ def test_summarize_and_format_table():
         wall = rng.uniform(10, 100, n_ok)
         for j in range(n_ok):
             rows.append(dict(dataset=ds, n_labels=nl, algorithm=algo, status="ok", test_error=te[j],
-                             val_error=ve[j], steps_per_s=sps[j], wall_time_s=wall[j]))
+                             val_error=ve[j], steps_per_s=sps[j], wall_time_s=wall[j], network="cnn_small", steps=100))
         for st, n in (("failed", n_fail), ("diverged", n_div)):
             for _ in range(n):  # extreme values that must not leak into the means
                 rows.append(dict(dataset=ds, n_labels=nl, algorithm=algo, status=st, test_error=0.99,
-                                 val_error=0.99, steps_per_s=1e6, wall_time_s=1e6))
+                                 val_error=0.99, steps_per_s=1e6, wall_time_s=1e6, network="cnn_small", steps=100))
         expected[(ds, nl, algo)] = dict(
             n_runs=n_ok, n_failed=n_fail, n_diverged=n_div,
             test_error_mean=np.mean(te) if n_ok else np.nan,
@@ -531,7 +531,7 @@ def test_summarize_and_format_table():
     lines = text.splitlines()
     assert len(lines) == 2 + 4  # header, rule, one line per group
     body = lines[2:]
-    assert [l.split()[:3] for l in body] == [[d, str(n), a] for d, n, a in sorted(expected)]
+    assert [l.split()[:5] for l in body] == [[d, str(n), "cnn_small", "100", a] for d, n, a in sorted(expected)]
     e = expected[("cifar10", 40, "fixmatch")]
     assert f"{e['test_error_mean'] * 100:.2f} ± {e['test_error_std'] * 100:.2f} (3)" in body[0]
     assert body[0].rstrip().endswith("1/0")

@@ -24,6 +24,7 @@ name            natural input  what
 ``mlp``         (2,)           D-64-64-C MLP, LeakyReLU 0.1 (toy baseline)
 ``cnn_small``   (1, 28, 28)    small CNN, no BN/dropout (digits 1x8x8, F-MNIST)
 ``cnn_small_bn`` (1, 28, 28)   same with BatchNorm2d after each conv
+``cnn_tiny``    (1, 28, 28)    cnn_small at width 8 (8-8-16 channels): ~15x cheaper, CPU suites
 ``cnn13``       (3, 32, 32)    13-layer Conv-Large without noise/dropout (002 App. D)
 ``cnn13_dropout`` (3, 32, 32)  same with Dropout(0.5) after both max-pools (000 Fig. 4)
 ``cnn13_dropout2d`` (3, 32, 32) same with Dropout2d(0.5) (Meta-Gradient SSL's code)
@@ -87,10 +88,10 @@ def _image(min_hw: int) -> Callable[[tuple[int, ...]], bool]:
     return accepts
 
 
-def _small_cnn(batch_norm: bool) -> Callable[[tuple[int, ...], int], nn.Module]:
+def _small_cnn(batch_norm: bool, width: int = 32) -> Callable[[tuple[int, ...], int], nn.Module]:
     def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
         return SmallCNN(in_channels=shape[0], num_classes=num_classes,
-                        pool=shape[1] >= 16, batch_norm=batch_norm)
+                        pool=shape[1] >= 16, batch_norm=batch_norm, width=width)
     return build
 
 
@@ -126,6 +127,10 @@ NETWORKS: dict[str, NetworkSpec] = {s.name: s for s in [
     NetworkSpec(
         "cnn_small_bn", _small_cnn(True), _image(4),
         "cnn_small with BatchNorm2d after each conv",
+        "an image shape (C, H, W) with H, W >= 4", (1, 28, 28)),
+    NetworkSpec(
+        "cnn_tiny", _small_cnn(False, width=8), _image(4),
+        "cnn_small at width 8 (channels 8-8-16): a 28x28 image costs ~1.5 MFLOP instead of ~22 (CPU suites)",
         "an image shape (C, H, W) with H, W >= 4", (1, 28, 28)),
     NetworkSpec(
         "cnn13", _cnn13(), _image(28),
