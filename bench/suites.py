@@ -55,7 +55,6 @@ class Suite:
     #: at least 20 evaluations in the last half of every run (False: the recipe's spacing, for tests)
     dense_evals: bool = True
 
-
     def all_compositions(self) -> list[str]:
         """``compositions``, then every registered rule on each base of ``rules_on``."""
         registered = set(list_compositions())

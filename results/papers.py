@@ -89,8 +89,8 @@ PAPER_METHODS: tuple[PaperMethod, ...] = (
     PaperMethod("001", "FM-L2I", "fixmatch+l2i_o", note="001 Table 5 (hold-out batch size study)"),
     PaperMethod("001", "FM-L2I (joint)", "fixmatch+l2i_o", (("holdout", "==", "joint"),)),
     PaperMethod("001", "FM-L2I (separate)", "fixmatch+l2i_o", (("holdout", "==", "separate"),)),
-    PaperMethod("001", "MT-L2I (exact)", "mean_teacher+l2i_o", (("l2i_variant", "==", "exact"),)),
-    PaperMethod("001", "MT-L2I (approx)", "mean_teacher+l2i_o", (("l2i_variant", "==", "approx"),)),
+    PaperMethod("001", "MT-L2I (exact)", "mean_teacher+l2i_o", (("meta_method", "==", "exact"),)),
+    PaperMethod("001", "MT-L2I (approx)", "mean_teacher+l2i_o", (("meta_method", "==", "approx"),)),
     PaperMethod("001", "MT-L2I (O)", "mean_teacher+l2i_o"), PaperMethod("001", "MT-L2I (L)", "mean_teacher+l2i_l"),
     PaperMethod("001", "FM-L2I (O)", "fixmatch+l2i_o"), PaperMethod("001", "FM-L2I (L)", "fixmatch+l2i_l"),
     # 002
@@ -114,11 +114,11 @@ PAPER_METHODS: tuple[PaperMethod, ...] = (
                 note="our error is the EMA model's; the fast-SWA average is evaluated as model 'swa'"),
     PaperMethod("003", "Labeled-Only", "supervised"),
     PaperMethod("003", "Ours", "pseudo_label+meta_grad", (("use_mixup", "==", False),), notes_contain="w/o mixup"),
-    PaperMethod("003", "Ours", "pseudo_label+meta_grad", (("use_mixup", "==", True), ("meta_grad_method", "!=", "none"))),
-    PaperMethod("003", "No. 1", "pseudo_label+meta_grad", (("use_mixup", "==", False), ("meta_grad_method", "==", "none"))),
-    PaperMethod("003", "No. 2", "pseudo_label+meta_grad", (("use_mixup", "==", False), ("meta_grad_method", "!=", "none"))),
-    PaperMethod("003", "No. 3", "pseudo_label+meta_grad", (("use_mixup", "==", True), ("meta_grad_method", "==", "none"))),
-    PaperMethod("003", "No. 4", "pseudo_label+meta_grad", (("use_mixup", "==", True), ("meta_grad_method", "!=", "none"))),
+    PaperMethod("003", "Ours", "pseudo_label+meta_grad", (("use_mixup", "==", True), ("meta_method", "!=", "none"))),
+    PaperMethod("003", "No. 1", "pseudo_label+meta_grad", (("use_mixup", "==", False), ("meta_method", "==", "none"))),
+    PaperMethod("003", "No. 2", "pseudo_label+meta_grad", (("use_mixup", "==", False), ("meta_method", "!=", "none"))),
+    PaperMethod("003", "No. 3", "pseudo_label+meta_grad", (("use_mixup", "==", True), ("meta_method", "==", "none"))),
+    PaperMethod("003", "No. 4", "pseudo_label+meta_grad", (("use_mixup", "==", True), ("meta_method", "!=", "none"))),
 )
 _HOLDOUT_IN_NOTES = re.compile(r"(?:hold-out|meta-validation) batch (\d+)")
 

@@ -212,9 +212,15 @@ def test_declared_method_table_names_real_methods_and_real_paper_rows():
     papers = load_paper_numbers()
     names = set(zip(papers["paper"], papers["method"]))
     ours = set(list_algorithms()) | set(list_compositions())
+    import dataclasses
+
+    from algorithms import get_algorithm
+
     for m in PAPER_METHODS:
         assert (m.paper, m.method) in names, m
         assert m.algorithm in ours, m
+        fields = {f.name for f in dataclasses.fields(get_algorithm(m.algorithm).Hparams)}
+        assert {c[0] for c in m.conditions} <= fields, m  # conditions name real hyperparameters
 
 
 def test_bench_run_final_table_shows_budget_n_and_the_paired_delta(results_dir):
