@@ -174,7 +174,14 @@ def test_renaming_options_kept_the_run_ids():
     """l2i_bn / l2i_variant / l2i_l_method / meta_grad_method / meta_grad_bn became meta_bn and
     meta_method; identities hash them under their first names, so the quick suite's runs keep
     the ids they had before the rename (recorded from a run of the suite at that commit)."""
-    configs = {(c.algorithm, c.dataset, c.seed): c for c in expand(SUITES["quick"])}
+    import dataclasses
+
+    # the quick suite of that commit ran digits rules at 300 of 600 steps, batches 32+96, evaluated every 100
+    old_notes = ("offline stand-in for CIFAR: 8x8 digits, small CNN, 600 steps (quick budget); 300 steps (0.5 of the "
+                 "recipe's budget, as the suite runs meta rules)")
+    configs = {(c.algorithm, c.dataset, c.seed): dataclasses.replace(
+        c, steps=300, eval_every=100, batch_labeled=32, batch_unlabeled=96, protocol_notes=old_notes)
+        for c in expand(SUITES["quick"]) if c.dataset == "digits"}
     assert configs[("pseudo_label+l2i_o", "digits", 0)].run_id == "7cb03739e9bf419c"
     assert configs[("pseudo_label+l2i_l", "digits", 0)].run_id == "90dd9835c5dd90fe"
     assert configs[("pseudo_label+meta_grad", "digits", 0)].run_id == "7fb85590ef7c29e6"
