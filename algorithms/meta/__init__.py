@@ -4,8 +4,9 @@ and projections, the rule template and its composition with base methods."""
 from .functional import (bn_mode, directional_derivatives, functional_forward, global_loss_gradient, loss_gradient,
                          meta_buffers, parameters_of, squared_norm, virtual_sgd_step)
 from .label_gradient import label_meta_gradient, pull_back
-from .weights import clip_to_simplex, sign_weights
+from .weights import clip_to_simplex, positive_part_weights, sign_weights
 
 __all__ = ["bn_mode", "clip_to_simplex", "directional_derivatives", "functional_forward", "global_loss_gradient",
-           "label_meta_gradient", "loss_gradient", "meta_buffers", "parameters_of", "pull_back", "sign_weights",
+           "label_meta_gradient", "loss_gradient", "meta_buffers", "parameters_of", "positive_part_weights", "pull_back",
+           "sign_weights",
            "squared_norm", "virtual_sgd_step"]

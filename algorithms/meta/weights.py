@@ -11,6 +11,13 @@ def sign_weights(directional: torch.Tensor) -> torch.Tensor:
     return (directional >= 0).to(directional.dtype)
 
 
+def positive_part_weights(directional: torch.Tensor) -> torch.Tensor:
+    """Learning to Reweight (Ren et al. 2018, Eq. 3-4) before its normalisation: w_j =
+    max(<grad G, grad L_j>, 0), the clipped negative meta-gradient of one virtual step at eps =
+    0 divided by the step size (which the normalisation cancels). [N] -> [N], detached."""
+    return directional.detach().clamp(min=0)
+
+
 def clip_to_simplex(y: torch.Tensor, fallback: torch.Tensor | None = None) -> torch.Tensor:
     """Label rows back onto the probability simplex: negatives -> 0, each row divided by its
     sum (the official Meta-Gradient SSL code; not the Euclidean projection). A row with
