@@ -82,6 +82,9 @@ def _setup(algorithm="pseudo_label+l2i_o", hp=None, model=None, seed=0, x_shape=
     model = (model or MLP242(D, C, hidden=H, negative_slope=SLOPE)).double()
     cls = get_algorithm(algorithm)
     base = {"threshold": 0.0, "rampup": "none"} if algorithm.startswith("pseudo_label") else {"rampup": "none"}
+    # the base's own distance and views (the references below write C_U that way; the
+    # paper's squared error on two views: tests/test_l2i_paths.py)
+    base["l2i_inner_loss"] = "base"
     fields = {f.name for f in __import__("dataclasses").fields(cls.Hparams)}
     values = {k: v for k, v in {**base, **(hp or {})}.items() if k in fields}
     algo = cls(model, cls.Hparams(**values), TrainContext(num_classes=C, total_steps=100))
@@ -122,7 +125,7 @@ def test_l2i_o_exact_matches_two_copy_double_backward(steps):
     s = algo.prepare(batch, 0)
     x_h, y_h = batch.x_h, batch.y_h
     eta = 0.7
-    grads, _ = algo.rule.meta_gradients(s, x_h, y_h, eta)
+    grads, _ = algo.rule.meta_gradients(s, algo.rule.core.meta_views(s, batch), x_h, y_h, eta)
 
     P0 = _params(algo.model)
     P_imp = {n: t.clone().requires_grad_(True) for n, t in P0.items()}  # theta that imputes (OPT2)
@@ -143,7 +146,7 @@ def test_l2i_o_approx_matches_eq6_from_features():
     algo, batch = _setup(hp={"meta_method": "approx"})
     s = algo.prepare(batch, 0)
     eta = 0.9
-    grads, _ = algo.rule.meta_gradients(s, batch.x_h, batch.y_h, eta)
+    grads, _ = algo.rule.meta_gradients(s, algo.rule.core.meta_views(s, batch), batch.x_h, batch.y_h, eta)
 
     P = _params(algo.model)
     W, b = P["classifier.weight"], P["classifier.bias"]
@@ -168,8 +171,9 @@ def test_l2i_l_label_gradient_matches_finite_differences():
     algo, batch = _setup("pseudo_label+l2i_l", {"l2i_label_lr": 0.5})
     s = algo.prepare(batch, 0)
     eta = 0.8
-    z0 = algo.rule.initial_labels(s)
-    g, _ = algo.rule.label_gradient(s, z0, batch.x_h, batch.y_h, eta)
+    views = algo.rule.core.meta_views(s, batch)
+    z0 = algo.rule.initial_labels(s, views)
+    g, _ = algo.rule.label_gradient(s, views, z0, batch.x_h, batch.y_h, eta)
 
     P0 = _params(algo.model)
 
@@ -188,7 +192,7 @@ def test_l2i_l_label_gradient_matches_finite_differences():
             fd[i, c] = (c_h_of(zp) - c_h_of(zm)) / (2 * e)
     torch.testing.assert_close(g, fd, rtol=1e-5, atol=1e-9)
     # the update: z - eta_z * B_u * dC_H/dz, projected onto the simplex
-    _, z1, _, _ = algo.rule.corrected_labels(s, batch.x_h, batch.y_h, eta)
+    _, z1, _, _ = algo.rule.corrected_labels(s, views, batch.x_h, batch.y_h, eta)
     step = z0 - 0.5 * z0.shape[0] * fd
     expected = step.clamp(min=0) / step.clamp(min=0).sum(1, keepdim=True)
     torch.testing.assert_close(z1, expected, rtol=1e-5, atol=1e-8)
@@ -199,8 +203,9 @@ def test_l2i_l_first_order_is_the_mixed_derivative(method, tol):
     algo, batch = _setup("mean_teacher+l2i_l", {"meta_method": method, "lambda_u": 3.0, "l2i_inner_lambda": True})
     s = algo.prepare(batch, 0)
     eta = 0.4
-    z0 = algo.rule.initial_labels(s)
-    g, _ = algo.rule.label_gradient(s, z0, batch.x_h, batch.y_h, eta)
+    views = algo.rule.core.meta_views(s, batch)
+    z0 = algo.rule.initial_labels(s, views)
+    g, _ = algo.rule.label_gradient(s, views, z0, batch.x_h, batch.y_h, eta)
     # -eta d/dz <grad C_H(theta), grad_theta (w C_U(theta, z))>, MT distance ||softmax - z||^2, by double backward
     P = {n: t.clone().requires_grad_(True) for n, t in _params(algo.model).items()}
     v = torch.autograd.grad(F.cross_entropy(_f(P, batch.x_h), batch.y_h), list(P.values()))
@@ -230,10 +235,10 @@ def test_bn_statistics_untouched(bn):
         s = algo.prepare(batch, 0)
         before = {n: b.clone() for n, b in algo.model.named_buffers()}
         if algorithm.endswith("l2i_o"):
-            grads, _ = algo.rule.meta_gradients(s, batch.x_h, batch.y_h, 0.5)
+            grads, _ = algo.rule.meta_gradients(s, algo.rule.core.meta_views(s, batch), batch.x_h, batch.y_h, 0.5)
             assert all(torch.isfinite(t).all() for t in grads.values())
         else:
-            z0, z1, g, _ = algo.rule.corrected_labels(s, batch.x_h, batch.y_h, 0.5)
+            z0, z1, g, _ = algo.rule.corrected_labels(s, algo.rule.core.meta_views(s, batch), batch.x_h, batch.y_h, 0.5)
             assert torch.isfinite(z1).all()
         algo.rule.core.holdout_value(batch.x_h, batch.y_h)
         for n, b in algo.model.named_buffers():
@@ -306,7 +311,10 @@ def test_rough_cost_relative_to_base(tmp_path, capsys):
 
 # -- data parallelism: 2 gloo workers with half batches == 1 worker (BN-free, float64) ----------
 DP_CASES = [("pseudo_label+l2i_o", {}), ("pseudo_label+l2i_o", {"meta_method": "approx", "l2i_inner_steps": 2}),
-            ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"meta_method": "jvp"})]
+            ("mean_teacher+l2i_l", {}), ("mean_teacher+l2i_l", {"meta_method": "jvp"}),
+            ("pseudo_label+l2i_o", {"l2i_inner_loss": "mse_views", "l2i_meta_path": "total"}),
+            ("mean_teacher+l2i_o", {"l2i_inner_loss": "mse_views", "l2i_meta_path": "z_hessian", "l2i_inner_steps": 2}),
+            ("mixmatch+l2i_l", {"l2i_inner_loss": "mse_views", "meta_method": "jvp"})]
 
 
 def _dp_steps(comm) -> list[dict]:

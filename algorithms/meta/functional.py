@@ -127,8 +127,9 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
             return d.detach()
         if method == "fd":
             norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v.values())).item()
-            if norm == 0.0:
-                return torch.zeros(x.shape[0], device=x.device)
+            if norm == 0.0:  # zeros shaped like the per-sample quantity ([B], or [B, C] for logits)
+                with torch.no_grad():
+                    return torch.zeros_like(loss_fn(_forward(model, params, buffers, x), targets))
             eps = eps_scale / norm
             with torch.no_grad(), same_randomness(x.device) as again:
                 plus = loss_fn(_forward(model, {n: p + eps * v[n] for n, p in params.items()}, buffers, x), targets)
@@ -150,8 +151,13 @@ def functional_forward(model: nn.Module, params: dict[str, torch.Tensor], x: tor
 
 
 def virtual_sgd_step(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: float,
-                     comm=None, create_graph: bool = True) -> dict[str, torch.Tensor]:
+                     comm=None, create_graph: bool = True,
+                     start: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """theta_1 = theta - lr * grad_theta(loss): one differentiable (virtual) SGD step.
+
+    ``start`` (default ``params``): the point the step is taken from, when it is another
+    tensor of the same value than the one the gradient is taken at (e.g. ``params`` detached,
+    to drop the identity path theta -> theta_1 and keep the Hessian one).
 
     ``params`` must require grad and ``loss`` depend on them. Under data parallelism ``loss``
     is this worker's share of a global mean; pass ``comm`` so the step uses the global
@@ -161,13 +167,14 @@ def virtual_sgd_step(params: dict[str, torch.Tensor], loss: torch.Tensor, lr: fl
     SSL Alg. 1). Parameters the loss does not reach are returned unchanged.
     """
     names = list(params)
+    start = params if start is None else start
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph, allow_unused=True)
     out = {}
     for n, g in zip(names, grads):
         if g is None:
-            out[n] = params[n]
+            out[n] = start[n]
             continue
         if comm is not None and comm.world_size > 1:
             g = comm.all_reduce_mean_autograd(g)
-        out[n] = params[n] - lr * g
+        out[n] = start[n] - lr * g
     return out

@@ -1,15 +1,25 @@
-"""The meta-gradient of a hold-out loss with respect to imputed labels, and its pull-back.
+"""The meta-gradient of a hold-out loss through imputed labels, along each of its paths.
 
-:func:`label_meta_gradient` is dC_H(theta*(z))/dz with theta* = K virtual SGD steps on an
-inner loss at fixed labels z (L2I journal Eq. 3; one step: conference Eq. 4-5). z is an
-independent leaf inside the virtual step ("theta is not a function of z", journal App. B):
-the step's own dependence on theta (the identity path theta -> theta* and the Hessian path
-through grad_theta C at fixed z) is not part of the result. :func:`pull_back` turns it into
-a gradient of the weights through z(theta) (journal Eq. 4):
+With z = z(theta) imputed by the model and theta* = K virtual SGD steps from theta on an
+inner loss C(theta', z) at fixed labels z (L2I journal Eq. 3; one step: conference Eq. 4),
 
-    dC_H/dtheta = (dz/dtheta)^T  dC_H(theta*(z))/dz
+    dC_H(theta*)/dtheta = g^T [ I                              (identity: theta -> theta*)
+                                - eta d(grad_theta' C)/dtheta'  (Hessian, z fixed)
+                                - eta d(grad_theta' C)/dz dz/dtheta ]  (through z),  g = grad C_H(theta*)
 
-Both are model-agnostic: they take parameters by name and closures for the losses, so any
+for one step. Three readings of L2I differentiate different parts of it:
+
+* through z only (journal Eq. 4 and App. B, "theta is not a function of z"; the official
+  code, which differentiates w.r.t. a copy of the weights that only imputes):
+  :func:`label_meta_gradient` (dC_H(theta*(z))/dz, z an independent leaf) then
+  :func:`pull_back` ((dz/dtheta)^T of it);
+* z and the Hessian term (theta* = sg(theta) - eta grad_theta C(theta, z(theta)): the graph
+  of a virtual step started from the detached weights, differentiated w.r.t. the weights):
+  :func:`unrolled_meta_gradient` with ``identity=False``;
+* the total derivative (conference Eq. 7, g^T (I - eta grad grad C_A) with C_A's labels the
+  model's output): :func:`unrolled_meta_gradient` with ``identity=True``.
+
+All are model-agnostic: they take parameters by name and closures for the losses, so any
 loss works (cross-entropy for classification, squared error for regression).
 """
 from __future__ import annotations
@@ -45,6 +55,42 @@ def label_meta_gradient(params: Params, z: torch.Tensor, inner_loss: Callable[[P
     if g is None:  # the inner loss does not reach z (e.g. lambda = 0 or every sample masked)
         g = torch.zeros_like(z)
     return g.detach(), c_h.detach()
+
+
+def unrolled_meta_gradient(params: Params, z_fn: Callable[[Params], torch.Tensor],
+                           inner_loss: Callable[[Params, torch.Tensor], torch.Tensor],
+                           holdout_loss: Callable[[Params], torch.Tensor], inner_lr: float, inner_steps: int = 1,
+                           identity: bool = True, comm=None) -> tuple[Params, torch.Tensor]:
+    """dC_H(theta*)/dtheta through z(theta), the Hessian term and (``identity``) theta -> theta*.
+
+    theta* = K SGD steps of ``inner_loss(., z)`` with z = z_fn(theta), the first from theta
+    (``identity``: the total derivative, 000 Eq. 7) or from sg(theta) (its gradient still taken
+    at theta: the identity path dropped, z and Hessian kept); each step's gradient is the
+    partial one at fixed z (z is a label). params: theta by name (detached here); z_fn(params)
+    -> z [b, ...]; inner_loss(params, z) -> scalar (this worker's share); holdout_loss(params)
+    -> scalar (this worker's share of C_H). With ``comm`` the virtual steps use the global
+    gradient; the result is this worker's part (the average over workers is the global
+    meta-gradient, as a Stepper takes it).
+
+    Passes: z's forward with graph, per step one inner forward and a backward with graph,
+    the hold-out forward, then one backward through all of it (second order).
+    Returns (grads by parameter name, C_H(theta*) detached scalar).
+    """
+    theta = {n: t.detach().requires_grad_(True) for n, t in params.items()}  # theta' of the inner problem
+    imputer = {n: t.detach().requires_grad_(True) for n, t in params.items()}  # theta as z's parameters
+    z = z_fn(imputer)
+    start = theta if identity else {n: t.detach() for n, t in theta.items()}
+    cur = virtual_sgd_step(theta, inner_loss(theta, z), inner_lr, comm=comm, create_graph=True, start=start)
+    for _ in range(inner_steps - 1):
+        cur = virtual_sgd_step(cur, inner_loss(cur, z), inner_lr, comm=comm, create_graph=True)
+    c_h = holdout_loss(cur)
+    names = list(params)
+    grads = torch.autograd.grad(c_h, [theta[n] for n in names] + [imputer[n] for n in names], allow_unused=True)
+    out = {}
+    for i, n in enumerate(names):
+        parts = [g for g in (grads[i], grads[len(names) + i]) if g is not None]
+        out[n] = sum(parts) if parts else torch.zeros_like(theta[n])
+    return out, c_h.detach()
 
 
 def pull_back(params: Params, z_fn: Callable[[Params], torch.Tensor], grad_z: torch.Tensor) -> Params:

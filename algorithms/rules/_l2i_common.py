@@ -10,6 +10,12 @@ Conventions (the suite's losses are means, the official code's sums; docs/method
 * inner loss = [C_T] + w * C_U(z), C_T / C_U this worker's share of the global means;
   ``l2i_inner_labeled`` keeps C_T (001 Alg. 1 line 8; 000 Alg. 1 and the official code use
   C_U alone), ``l2i_inner_lambda`` weighs C_U by lambda(t) (001 Eq. 3) instead of 1;
+* C_U of the meta step (``l2i_inner_loss``): ``mse_views`` (001 and 000 App. A.2, for every
+  base) l_u = ||softmax f(x_a) - z||^2 (summed over classes) with z imputed from another
+  weak view x_b of the same unlabeled batch, both views drawn for the meta step; ``base``:
+  the base's own distance and mask on its student view, z from the view the base imputed
+  from (for Pseudo-Label and MixMatch the student's own view, where grad C_U vanishes at
+  theta_hat and only C_T moves the virtual step). L2I-L's label step uses the same l_u;
 * inner learning rate eta_theta = ``l2i_inner_lr_scale`` * current lr;
 * hold-out loss C_H = mean cross-entropy of the hold-out batch (weakly augmented like the
   labeled batch, sharded), at theta*.
@@ -28,6 +34,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .. import losses
 from ..base import Batch, HoldoutSpec, StepInputs
 from ..hparams import require
 from ..meta.functional import functional_forward, parameters_of
@@ -56,7 +63,10 @@ class L2ICommonHparams:
     usual labeled batch); l2i_meta_optimizer: the second update of each iteration with the
     run's optimizer and its moments (``shared``, 001 Alg. 1 line 11 and the official code) or
     with an optimizer of the same kind holding its own moments (``separate``: with a shared
-    Adam a near-zero meta-gradient still moves theta by ~0.9 of the previous step).
+    Adam a near-zero meta-gradient still moves theta by ~0.9 of the previous step);
+    l2i_inner_loss: the unlabeled term of the meta step, ``mse_views`` (001 / 000 App. A.2:
+    squared error to z imputed from another weak view) or ``base`` (the base's distance and
+    mask, z from the base's imputer view).
     """
 
     renamed = {"l2i_bn": "meta_bn"}
@@ -70,6 +80,7 @@ class L2ICommonHparams:
     holdout_fraction: float = 0.4
     holdout_batch: int = 32
     l2i_meta_optimizer: Literal["shared", "separate"] = "shared"
+    l2i_inner_loss: Literal["mse_views", "base"] = "mse_views"
 
     def validate(self) -> None:
         require(self.l2i_inner_lr_scale > 0, "l2i_inner_lr_scale must be > 0")
@@ -102,6 +113,16 @@ def classifier_forward(model: nn.Module, cparams: Params, feats: torch.Tensor) -
     return functional_call(model.classifier, local, (feats,), strict=False)
 
 
+@dataclass
+class MetaViews:
+    """The unlabeled inputs of one meta step (this worker's shard): x_u [b, ...] the student's
+    input of the virtual step (and of L2I-L's label step), x_z [b, ...] the view z(theta) is
+    imputed from."""
+
+    x_u: torch.Tensor
+    x_z: torch.Tensor
+
+
 class L2IStep:
     """Builds the inner and hold-out losses of one meta step from a base's StepInputs.
 
@@ -122,65 +143,85 @@ class L2IStep:
                              "the engine adds one when holdout_spec(hp).size > 0")
         return self.algo.views(batch.x_h), self.comm.shard(batch.y_h)
 
+    def meta_views(self, s: StepInputs, batch: Batch) -> MetaViews:
+        """``mse_views``: two weak views of the global unlabeled batch, drawn now (two generator
+        draws), sharded; ``base``: the base's student view and the view it imputed from."""
+        if self.hp.l2i_inner_loss == "mse_views":
+            return MetaViews(self.algo.views(batch.x_u), self.algo.views(batch.x_u))
+        return MetaViews(s.x_u_student, s.imputer_view)
+
+    def output(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model output that imputes labels: softmax(logits) [b, C]."""
+        return torch.softmax(logits, dim=1)
+
+    def unlabeled_terms(self, logits_u: torch.Tensor, s: StepInputs, z: torch.Tensor) -> torch.Tensor:
+        """Per-sample l_u(f(x_u), z) of the meta step [b]: the squared error of the softmax
+        (``mse_views``) or the base's masked distance (``base``)."""
+        if self.hp.l2i_inner_loss == "mse_views":
+            return losses.softmax_squared_error(logits_u, z)
+        return self.algo.unlabeled_losses(logits_u, s, targets=z)
+
     def inner_weight(self, s: StepInputs) -> float:
         return s.weight if self.hp.l2i_inner_lambda else 1.0
 
+    def inner_input(self, s: StepInputs, views: MetaViews) -> torch.Tensor:
+        """What the virtual step's forward sees: cat([x_l, x_u]) with C_T (one forward, so that
+        train-mode BatchNorm normalises both together, as the base's own forward), else x_u."""
+        return torch.cat([s.x_l, views.x_u]) if self.hp.l2i_inner_labeled else views.x_u
+
     def inner_loss_from_logits(self, logits: torch.Tensor, s: StepInputs, z: torch.Tensor) -> torch.Tensor:
-        """[C_T] + w C_U(z) from the logits of cat([x_l, x_u_student]) (this worker's share)."""
-        n_l = s.x_l.shape[0]
-        loss = self.inner_weight(s) * self.algo.unlabeled_losses(logits[n_l:], s, targets=z).mean()
+        """[C_T] + w C_U(z) from the logits of :meth:`inner_input` (this worker's share)."""
+        n_l = s.x_l.shape[0] if self.hp.l2i_inner_labeled else 0
+        loss = self.inner_weight(s) * self.unlabeled_terms(logits[n_l:], s, z).mean()
         if self.hp.l2i_inner_labeled:
             loss = loss + self.algo.labeled_losses(logits[:n_l], s).mean()
         return loss
 
-    def inner_loss(self, s: StepInputs) -> Callable[[Params, torch.Tensor], torch.Tensor]:
-        model, mode = self.algo.model, self.hp.meta_bn
-        if self.hp.l2i_inner_labeled:
-            x = torch.cat([s.x_l, s.x_u_student])
-            return lambda p, z: self.inner_loss_from_logits(functional_forward(model, p, x, mode), s, z)
-        x = s.x_u_student
-        return lambda p, z: self.inner_weight(s) * self.algo.unlabeled_losses(functional_forward(model, p, x, mode), s, targets=z).mean()
+    def inner_loss(self, s: StepInputs, views: MetaViews) -> Callable[[Params, torch.Tensor], torch.Tensor]:
+        """(params, z) -> the inner loss at those weights and labels (a functional forward)."""
+        model, mode, x = self.algo.model, self.hp.meta_bn, self.inner_input(s, views)
+        return lambda p, z: self.inner_loss_from_logits(functional_forward(model, p, x, mode), s, z)
+
+    def holdout_criterion(self, logits_h: torch.Tensor, y_h: torch.Tensor) -> torch.Tensor:
+        """C_H from the hold-out logits [b_h, C] and labels [b_h]: the mean cross-entropy."""
+        return nn.functional.cross_entropy(logits_h, y_h)
 
     def holdout_loss(self, x_h: torch.Tensor, y_h: torch.Tensor) -> Callable[[Params], torch.Tensor]:
+        """params -> C_H of this worker's hold-out shard at those weights (a functional forward)."""
         model, mode = self.algo.model, self.hp.meta_bn
-        return lambda p: nn.functional.cross_entropy(functional_forward(model, p, x_h, mode), y_h)
+        return lambda p: self.holdout_criterion(functional_forward(model, p, x_h, mode), y_h)
 
-    def model_output(self, s: StepInputs) -> Callable[[Params], torch.Tensor]:
-        """z(theta) = softmax(f_theta(imputer's view)): the student's output on the view the
-        base imputed from (for Mean Teacher the student, not the EMA teacher, as the official code)."""
-        model, mode, x = self.algo.model, self.hp.meta_bn, s.imputer_view
-        return lambda p: torch.softmax(functional_forward(model, p, x, mode), dim=1)
+    def model_output(self, views: MetaViews) -> Callable[[Params], torch.Tensor]:
+        """z(theta) = softmax(f_theta(x_z)): the student's output on the imputing view (for Mean
+        Teacher under ``base`` the student on the teacher's view, not the EMA teacher, as the
+        official code)."""
+        model, mode, x = self.algo.model, self.hp.meta_bn, views.x_z
+        return lambda p: self.output(functional_forward(model, p, x, mode))
 
-    def approx_label_gradient(self, s: StepInputs, z: torch.Tensor, x_h: torch.Tensor, y_h: torch.Tensor,
-                              inner_lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def approx_label_gradient(self, s: StepInputs, views: MetaViews, z: torch.Tensor, x_h: torch.Tensor,
+                              y_h: torch.Tensor, inner_lr: float) -> tuple[torch.Tensor, torch.Tensor]:
         """001 Eq. 6: dC_H/dz with the virtual step restricted to the classifier and the
         features frozen at theta (theta_f* = theta_f): depends on the data only through the
         features of the unlabeled, labeled and hold-out samples. Returns (grad z, C_H(theta*))."""
         model, mode = self.algo.model, self.hp.meta_bn
         params = parameters_of(model)
         with torch.no_grad():
-            x = torch.cat([s.x_l, s.x_u_student]) if self.hp.l2i_inner_labeled else s.x_u_student
-            _, feats = forward_with_features(model, params, x, mode)
+            _, feats = forward_with_features(model, params, self.inner_input(s, views), mode)
             _, feats_h = forward_with_features(model, params, x_h, mode)
         cparams = classifier_params(model)
-        w = self.inner_weight(s)
 
         def inner(p: Params, zz: torch.Tensor) -> torch.Tensor:
-            logits = classifier_forward(model, p, feats)
-            if self.hp.l2i_inner_labeled:
-                return self.inner_loss_from_logits(logits, s, zz)
-            return w * self.algo.unlabeled_losses(logits, s, targets=zz).mean()
+            return self.inner_loss_from_logits(classifier_forward(model, p, feats), s, zz)
 
         def hold(p: Params) -> torch.Tensor:
-            return nn.functional.cross_entropy(classifier_forward(model, p, feats_h), y_h)
+            return self.holdout_criterion(classifier_forward(model, p, feats_h), y_h)
 
         return label_meta_gradient(cparams, z, inner, hold, inner_lr, self.hp.l2i_inner_steps, comm=self.comm)
 
     @torch.no_grad()
     def holdout_value(self, x_h: torch.Tensor, y_h: torch.Tensor) -> torch.Tensor:
         """Global mean C_H at the model's current weights (one forward, BN untouched)."""
-        loss = nn.functional.cross_entropy(functional_forward(self.algo.model, parameters_of(self.algo.model), x_h,
-                                                              self.hp.meta_bn), y_h)
+        loss = self.holdout_loss(x_h, y_h)(parameters_of(self.algo.model))
         return self.comm.all_reduce_mean(loss.detach())
 
 

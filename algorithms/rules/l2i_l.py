@@ -5,8 +5,9 @@ One iteration (the template runs steps 1 and 4 and the base's ``after_step``):
 
 1. the base's own step on C_T + lambda C_U -> theta_hat (000 Alg. 1, first update);
 2. labels z initialised at theta_hat (``l2i_label_init``): ``output`` = softmax of the
-   student on the imputer's view (000 Alg. 1 "re-estimate Z with the updated model"; the
-   official code's logits from f(u2)), or ``psi`` = the base's own targets from step 1;
+   student on the meta step's imputing view (000 Alg. 1 "re-estimate Z with the updated
+   model"; the official code's logits from f(u2)), or ``psi`` = the base's own targets from
+   step 1 (with ``l2i_inner_loss = base`` only: they belong to the base's own views);
 3. one label step z <- z - eta_z * B_u * dC_H(theta*(z))/dz with
    theta* = theta_hat - eta_theta * grad_theta(inner loss at z) (000 Eq. 6, 001 Eq. 10);
    B_u (the global unlabeled batch) makes eta_z act on the per-sample meta-gradient, the
@@ -14,8 +15,9 @@ One iteration (the template runs steps 1 and 4 and the base's ``after_step``):
    The corrected rows are projected back onto the simplex (clamp at 0, renormalise; a row
    that would vanish keeps its old value): cross-entropy with negative targets is unbounded
    below (the official code updates logits instead, which stay valid by construction);
-4. a second optimizer step on ``l2i_label_weight`` * C_U(corrected z) with the base's
-   distance and mask (000 Alg. 1; official: MSE with weight 1, no ramp).
+4. a second optimizer step on ``l2i_label_weight`` * C_U(corrected z) with the meta step's
+   l_u on its student view (``mse_views``: the squared error, 000 App. A.2 and the official
+   code, weight 1, no ramp; ``base``: the base's distance and mask).
 
 ``meta_method``: ``exact`` (second order through the virtual step, the definition) or the
 first-order variants ``jvp`` / ``fd``. At first order (grad C_H evaluated at theta_hat
@@ -27,7 +29,15 @@ instead of theta*), with v = grad_theta C_H(theta_hat) (global),
 where l_j = f_theta(x_j), J_j v the directional derivative of sample j's logits along v:
 one call of the shared primitive ``directional_derivatives`` (with the logits as the
 "per-sample loss", jvp or finite differences) plus a [b_u, C]-sized double backward
-through the distance only. C_T drops out (it does not depend on z).
+through the distance only. C_T drops out (it does not depend on z), but its samples stay in
+the forward: l_j are the unlabeled rows of the same forward as the exact inner loss
+(cat([x_l, x_u]) when C_T is in it), so that with train-mode BatchNorm the first-order
+result is the eta -> 0 limit of the exact one (the gap is O(eta), tests/test_l2i_paths.py).
+
+Passes: ``exact``: z's forward, the inner forward and a backward with graph, the hold-out
+forward, a double backward to z; ``jvp`` / ``fd``: v = grad C_H (one forward and backward),
+one forward-mode pass (or two forwards) over the inner input, one forward, a [b_u, C] double
+backward; then the label step's training forward and backward.
 
 Diagnostics: holdout_loss_before / holdout_loss_after (C_H at theta_hat and after the label
 step), holdout_loss_virtual (C_H(theta*), exact only), label_correction (mean over samples of
@@ -40,14 +50,13 @@ from typing import Literal
 
 import torch
 
-from .. import losses
 from ..base import Batch, StepInputs
 from ..hparams import method_field, require
 from ..meta.functional import directional_derivatives, functional_forward, global_loss_gradient, parameters_of
 from ..meta.label_gradient import label_meta_gradient
 from ..meta.rule import SecondUpdate, StepInfo, register_rule
 from ..meta.weights import clip_to_simplex
-from ._l2i_common import HoldoutPass, L2ICommonHparams, L2IRuleBase
+from ._l2i_common import HoldoutPass, L2ICommonHparams, L2IRuleBase, MetaViews
 
 
 @dataclass
@@ -56,8 +65,9 @@ class L2ILHparams(L2ICommonHparams):
     label-step weight 1). meta_method: ``exact`` (second order), ``jvp`` or ``fd`` (first
     order through the shared directional-derivative primitive); l2i_label_lr: eta_z, the step
     on the per-sample meta-gradient B_u dC_H/dz; l2i_label_init: ``output`` (student softmax
-    on the imputer's view at the updated weights) or ``psi`` (the base's targets);
-    l2i_label_weight: weight of the corrected-label step's C_U (no ramp)."""
+    on the imputing view at the updated weights) or ``psi`` (the base's targets; needs
+    ``l2i_inner_loss = base``); l2i_label_weight: weight of the corrected-label step's C_U
+    (no ramp)."""
 
     renamed = {**L2ICommonHparams.renamed, "l2i_l_method": "meta_method"}
 
@@ -71,11 +81,15 @@ class L2ILHparams(L2ICommonHparams):
         super().validate()
         require(self.l2i_label_lr >= 0, "l2i_label_lr must be >= 0")
         require(self.l2i_label_weight >= 0, "l2i_label_weight must be >= 0")
+        require(self.l2i_label_init == "output" or self.l2i_inner_loss == "base",
+                "l2i_label_init psi takes the base's targets, which belong to the base's own views: "
+                "set l2i_inner_loss base (or l2i_label_init output)")
 
 
 @dataclass
 class L2ILMeta:
     hold: HoldoutPass
+    views: MetaViews
     z0: torch.Tensor  # labels before the correction [b_u, C]
     z1: torch.Tensor  # after
     grad: torch.Tensor  # global dC_H/dz for this worker's rows
@@ -91,63 +105,65 @@ class L2IL(L2IRuleBase[L2ILHparams]):
     description = "L2I-L: imputed labels corrected by the hold-out meta-gradient, then trained on"
     paper_hps = 2  # the inner (virtual-step) learning rate and the label learning rate
 
-    def initial_labels(self, s: StepInputs) -> torch.Tensor:
+    def initial_labels(self, s: StepInputs, views: MetaViews) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""
         if self.hp.l2i_label_init == "psi":
             return s.targets.detach()
         with torch.no_grad():
-            return self.core.model_output(s)(parameters_of(self.algo.model))
+            return self.core.model_output(views)(parameters_of(self.algo.model))
 
-    def first_order_label_gradient(self, s: StepInputs, z: torch.Tensor, x_h: torch.Tensor, y_h: torch.Tensor,
-                                   inner_lr: float) -> torch.Tensor:
+    def first_order_label_gradient(self, s: StepInputs, views: MetaViews, z: torch.Tensor, x_h: torch.Tensor,
+                                   y_h: torch.Tensor, inner_lr: float) -> torch.Tensor:
         """-K eta d/dz <v, grad_theta(w C_U(theta, z))>, v = grad C_H(theta) averaged over
         workers; this worker's share (W * the global derivative, like the exact path)."""
-        model, mode, comm = self.algo.model, self.hp.meta_bn, self.core.comm
-        v = global_loss_gradient(model, losses.hard_cross_entropy, x_h, y_h, mode, comm)
-        x_u = s.x_u_student
-        # J_j v for every unlabeled sample: the primitive with the logits as the per-sample quantity -> [b_u, C]
-        jv = directional_derivatives(model, lambda logits, t: logits, x_u, s.targets, v, mode, self.hp.meta_method)
+        core, model, mode, comm = self.core, self.algo.model, self.hp.meta_bn, self.core.comm
+        v = global_loss_gradient(model, lambda logits, y: core.holdout_criterion(logits, y), x_h, y_h, mode, comm)
+        x = core.inner_input(s, views)  # the exact inner loss's forward: BatchNorm sees the same batch
+        n_l = x.shape[0] - views.x_u.shape[0]
+        # J_j v for every sample of that forward (the primitive with the logits as the per-sample quantity)
+        jv = directional_derivatives(model, lambda logits, t: logits, x, x, v, mode, self.hp.meta_method)[n_l:]
         with torch.no_grad():
-            logits_u = functional_forward(model, parameters_of(model), x_u, mode)
+            logits_u = functional_forward(model, parameters_of(model), x, mode)[n_l:]
         zz = z.detach().requires_grad_(True)
         l_u = logits_u.detach().requires_grad_(True)
-        (dl,) = torch.autograd.grad(self.algo.unlabeled_losses(l_u, s, targets=zz).sum(), l_u, create_graph=True)
+        (dl,) = torch.autograd.grad(core.unlabeled_terms(l_u, s, zz).sum(), l_u, create_graph=True)
         inner = (dl * jv).sum() / z.shape[0]  # d/d eps of this worker's mean C_U along v
         (g,) = torch.autograd.grad(inner, zz, allow_unused=True)
         if g is None:
             return torch.zeros_like(z)
-        return -self.hp.l2i_inner_steps * inner_lr * self.core.inner_weight(s) * g.detach()
+        return -self.hp.l2i_inner_steps * inner_lr * core.inner_weight(s) * g.detach()
 
-    def label_gradient(self, s: StepInputs, z: torch.Tensor, x_h: torch.Tensor, y_h: torch.Tensor,
+    def label_gradient(self, s: StepInputs, views: MetaViews, z: torch.Tensor, x_h: torch.Tensor, y_h: torch.Tensor,
                        inner_lr: float) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Global dC_H(theta*(z))/dz for this worker's rows of z [b_u, C], and C_H(theta*)
         (None at first order)."""
         core, world = self.core, self.core.comm.world_size
         if self.hp.meta_method == "exact":
-            g, c_h = label_meta_gradient(parameters_of(self.algo.model), z, core.inner_loss(s),
+            g, c_h = label_meta_gradient(parameters_of(self.algo.model), z, core.inner_loss(s, views),
                                          core.holdout_loss(x_h, y_h), inner_lr, self.hp.l2i_inner_steps, comm=core.comm)
         else:
-            g, c_h = self.first_order_label_gradient(s, z, x_h, y_h, inner_lr), None
+            g, c_h = self.first_order_label_gradient(s, views, z, x_h, y_h, inner_lr), None
         return g / world, c_h
 
-    def corrected_labels(self, s: StepInputs, x_h: torch.Tensor, y_h: torch.Tensor, inner_lr: float
+    def corrected_labels(self, s: StepInputs, views: MetaViews, x_h: torch.Tensor, y_h: torch.Tensor, inner_lr: float
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(z before [b_u, C], z after, global dC_H/dz, C_H(theta*) or None)."""
-        z0 = self.initial_labels(s)
-        g, c_h = self.label_gradient(s, z0, x_h, y_h, inner_lr)
+        z0 = self.initial_labels(s, views)
+        g, c_h = self.label_gradient(s, views, z0, x_h, y_h, inner_lr)
         b_u_global = z0.shape[0] * self.core.comm.world_size
         z1 = clip_to_simplex(z0 - self.hp.l2i_label_lr * b_u_global * g, fallback=z0)
         return z0, z1, g, c_h
 
     def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> L2ILMeta:
         hold = self.holdout_pass(batch)
-        z0, z1, g, c_h = self.corrected_labels(s, hold.x_h, hold.y_h, self.hp.l2i_inner_lr_scale * info.lr)
-        return L2ILMeta(hold, z0, z1, g, c_h)
+        views = self.core.meta_views(s, batch)
+        z0, z1, g, c_h = self.corrected_labels(s, views, hold.x_h, hold.y_h, self.hp.l2i_inner_lr_scale * info.lr)
+        return L2ILMeta(hold, views, z0, z1, g, c_h)
 
     def second_update(self, s: StepInputs, meta: L2ILMeta, info: StepInfo) -> SecondUpdate:
-        """The step on the corrected labels: a training forward of the student's view."""
-        logits = self.algo.model(s.x_u_student)
-        return SecondUpdate(loss=self.hp.l2i_label_weight * self.algo.unlabeled_losses(logits, s, targets=meta.z1).mean())
+        """The step on the corrected labels: a training forward of the meta step's student view."""
+        logits = self.algo.model(meta.views.x_u)
+        return SecondUpdate(loss=self.hp.l2i_label_weight * self.core.unlabeled_terms(logits, s, meta.z1).mean())
 
     def after_update(self, s, meta: L2ILMeta, update, applied_grad_norm, info) -> dict:
         comm = self.core.comm
