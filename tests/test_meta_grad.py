@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
@@ -191,18 +192,80 @@ def test_cross_mixup_pairs_i_with_i_and_lambda_is_beta():
         assert abs(draws.var() - 1 / (4 * (2 * gamma + 1))) < 0.003
 
 
-def test_rule_mixed_batch_uses_updated_pseudo_labels():
+@pytest.mark.parametrize("mixup_mask", ["base", "none"])
+def test_rule_mixed_batch_uses_updated_pseudo_labels_and_the_base_mask(mixup_mask):
+    """Eq. 12 with y_hat; with ``mixup_mask base`` a sample the base masks (no meta step for it)
+    does not enter the MixUp: lam_i' = 1 - m_i (1 - lam_i), its pair is the labeled sample."""
     model = _tanh_mlp(8)
     x_l, y_l, x_u, y_u, mask = _data(9, b_l=4, b_u=8)
-    rule = _rule(model, mixup_gamma=0.7)
+    rule = _rule(model, mixup_gamma=0.7, mixup_mask=mixup_mask)
     s = StepInputs(x_l, y_l.argmax(1), x_u, y_u, mask, 1.0)  # x_u: the student view
     y_hat = torch.softmax(torch.randn(8, C, dtype=torch.float64), 1)
+    gen = rule.algo.ctx.generator
+    state = gen.get_state()
+    raw = torch.as_tensor(sample_betas(0.7, 8, gen))
+    gen.set_state(state)
     x_in, y_in, lam = rule.mixed_batch(s, y_l, y_hat)
+    assert raw.min() > 0 and raw.max() < 1 and raw.std() > 0  # per-sample draws
+    expected = 1 - mask * (1 - raw) if mixup_mask == "base" else raw
+    torch.testing.assert_close(lam, expected)
     lam = lam.view(-1, 1)
     idx = torch.arange(8) % 4
     torch.testing.assert_close(x_in, lam * x_l[idx] + (1 - lam) * x_u)
     torch.testing.assert_close(y_in, lam * y_l[idx] + (1 - lam) * y_hat)
-    assert lam.min() > 0 and lam.max() < 1 and lam.std() > 0  # per-sample draws
+    masked = mask == 0
+    assert masked.any()
+    if mixup_mask == "base":  # the masked pseudo-labels are not in any mixed target
+        torch.testing.assert_close(x_in[masked], x_l[idx][masked])
+        torch.testing.assert_close(y_in[masked], y_l[idx][masked])
+    else:
+        assert not torch.allclose(y_in[masked], y_l[idx][masked])
+
+
+def test_one_step_is_algorithm_2_with_the_masking_base():
+    """003 Alg. 2 written out (Pseudo-Label with a threshold as the base, identity augmentation):
+    y_tilde = f(x_u; theta) (Eq. 2), v = grad of the labeled KL, eps = 0.01 / ||v||,
+    grad y_i = m_i (f(theta + eps v) - f(theta - eps v))_i / eps (the base's mask m: no meta step for a
+    masked sample), y_hat = y_tilde - beta_t grad y with beta_t = alpha_t (the official code's meta lr),
+    lam_i ~ Beta(gamma, gamma) with the mask in the MixUp, lam_i' = 1 - m_i (1 - lam_i),
+    loss = 1/B sum_i [KL(y_in_i || f(x_in_i)) + m_i ||f(x_u_i) - y_hat_i||^2], one SGD step."""
+    from algorithms import Batch, Stepper
+
+    alpha, gamma, tau, b = 0.1, 0.7, 0.3, 6
+    model = _tanh_mlp(3)
+    cls = get_algorithm("pseudo_label+meta_grad")
+    hp = cls.Hparams(threshold=tau, lambda_u=1.0, rampup="none", meta_grad_init="model", mixup_gamma=gamma,
+                     meta_method="fd", meta_lr=1.0)
+    algo = cls(model, hp, TrainContext(num_classes=C, total_steps=100, generator=torch.Generator().manual_seed(5)))
+    g = torch.Generator().manual_seed(4)
+    batch = Batch(torch.randn(b, 5, generator=g, dtype=torch.float64), torch.randint(0, C, (b,), generator=g),
+                  torch.randn(b, 5, generator=g, dtype=torch.float64))
+    lam = torch.as_tensor(sample_betas(gamma, b, torch.Generator().manual_seed(5)))  # the step's only draw
+    names = [n for n, _ in model.named_parameters()]
+    theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+    f = lambda P, x: functional_call(model, P, (x,))  # noqa: E731
+    x_l, y_l, x_u = batch.x_l, F.one_hot(batch.y_l, C).double(), batch.x_u
+    with torch.no_grad():
+        p_u = torch.softmax(f(theta, x_u), 1)
+    m = (p_u.max(1).values >= tau).double()
+    assert 0 < int(m.sum()) < b
+    P = {n: t.clone().requires_grad_(True) for n, t in theta.items()}
+    v = torch.autograd.grad(-(y_l * torch.log_softmax(f(P, x_l), 1)).sum(1).mean(), list(P.values()))
+    eps = 0.01 / math.sqrt(sum(float((t ** 2).sum()) for t in v))
+    with torch.no_grad():
+        plus = torch.softmax(f({n: theta[n] + eps * t for n, t in zip(names, v)}, x_u), 1)
+        minus = torch.softmax(f({n: theta[n] - eps * t for n, t in zip(names, v)}, x_u), 1)
+    raw = p_u - alpha * m[:, None] * (plus - minus) / eps
+    y_hat = raw.clamp(min=0) / raw.clamp(min=0).sum(1, keepdim=True)
+    lam_m = (1 - m * (1 - lam))[:, None]
+    x_in, y_in = lam_m * x_l + (1 - lam_m) * x_u, lam_m * y_l + (1 - lam_m) * y_hat
+    P = {n: t.clone().requires_grad_(True) for n, t in theta.items()}
+    kl = (torch.special.xlogy(y_in, y_in) - y_in * torch.log_softmax(f(P, x_in), 1)).sum(1)
+    cons = m * ((torch.softmax(f(P, x_u), 1) - y_hat) ** 2).sum(1)
+    grads = torch.autograd.grad(kl.mean() + cons.mean(), list(P.values()))
+    algo.train_step(batch, 0, Stepper(model, torch.optim.SGD(model.parameters(), lr=alpha), None, Comm()))
+    for (n, p), gr in zip(model.named_parameters(), grads):
+        torch.testing.assert_close(p.detach(), theta[n] - alpha * gr, rtol=1e-9, atol=1e-12, msg=n)
 
 
 @pytest.mark.parametrize("method", ["fd", "jvp", "exact"])

@@ -17,7 +17,17 @@ Per step (Alg. 1-2, Eq. 5-13), on the base's StepInputs ``s``:
 4. loss = mean KL(y_in || softmax f(x_in)) + lambda(t) mean mask ||softmax f(x_u) - y_hat||^2,
    with cross-domain MixUp x_in = lam x_l + (1 - lam) x_u, lam_i ~ Beta(gamma, gamma) per pair
    (Eq. 12), on the global batch so W workers mix exactly as one; ``use_mixup = False`` is
-   Table 4's "meta only", ``meta_method = "none"`` its "mixup only".
+   Table 4's "meta only", ``meta_method = "none"`` its "mixup only". A base that masks
+   samples (a confidence threshold) gets no meta step for them (g_i = 0 through the mask), so
+   its mask also applies in the MixUp (``mixup_mask = base``): the unlabeled partner's share
+   becomes m_i (1 - lam_i), i.e. lam_i' = 1 - m_i (1 - lam_i), and a masked-out sample never
+   enters the mixed batch (its pair is the labeled sample alone); 003 has no mask (with a
+   mask of ones this is Eq. 12), ``none`` mixes every unlabeled sample as before.
+
+Passes: ``fd``: v = grad L_l (one forward and backward), two perturbed forwards; ``jvp``: one
+forward-mode pass instead; ``exact``: one forward and a backward with graph, the labeled
+forward at the virtual step, a double backward to y; then the training forwards (the base's,
+and the mixed batch's) and one backward.
 
 Why g is scaled per sample (B_u times Eq. 8), how ``meta_lr = 1`` reproduces the official
 update, and the other choices: docs/methods.md, "Meta-Gradient SSL".
@@ -54,7 +64,9 @@ class MetaGradHparams:
     running statistics). meta_grad_init: y_tilde from the base's imputation or the
     model's softmax (Eq. 2). meta_grad_loss: ``mse`` (Eq. 13) or the base's distance.
     use_mixup / mixup_gamma: cross-domain MixUp, lam ~ Beta(gamma, gamma) (Eq. 12; official:
-    0.1 on SVHN, 1.0 on CIFAR).
+    0.1 on SVHN, 1.0 on CIFAR). mixup_mask: ``base`` (the base's mask scales each unlabeled
+    partner's share of its mixed pair, so masked samples stay out of the MixUp as they stay
+    out of the meta step) or ``none`` (every unlabeled sample mixed unmasked).
     """
 
     renamed = {"meta_grad_method": "meta_method", "meta_grad_bn": "meta_bn"}
@@ -70,6 +82,7 @@ class MetaGradHparams:
     meta_grad_loss: Literal["mse", "base"] = "mse"
     use_mixup: bool = True
     mixup_gamma: float = field(default=1.0, metadata={"range": (0.1, 1.0), "scale": "linear"})
+    mixup_mask: Literal["base", "none"] = "base"
 
     def validate(self) -> None:
         require(self.meta_lr >= 0, "meta_grad meta_lr must be >= 0")
@@ -180,12 +193,16 @@ class MetaGrad(LossRule[MetaGradHparams]):
         return -alpha * d
 
     def mixed_batch(self, s: StepInputs, y_l: torch.Tensor, y_hat: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """This worker's shard of the globally mixed batch: (x_in [n, ...], y_in [n, C], lam [N])."""
+        """This worker's shard of the globally mixed batch: (x_in [n, ...], y_in [n, C], lam [N]),
+        lam the labeled shares after the base's mask (``mixup_mask``)."""
         comm, g = self.algo.ctx.comm, self.algo.ctx.generator
         x_l, y_l_g = comm.all_gather(s.x_l.detach()), comm.all_gather(y_l.detach())
         x_u, y_u_g = comm.all_gather(s.x_u_student.detach()), comm.all_gather(y_hat.detach())
         n = max(x_l.shape[0], x_u.shape[0])
         lam = torch.as_tensor(sample_betas(self.hp.mixup_gamma, n, g), device=x_l.device)
+        if self.hp.mixup_mask == "base":
+            mask = comm.all_gather(s.mask.detach()).to(lam.dtype)
+            lam = 1 - mask[torch.arange(n, device=lam.device) % x_u.shape[0]] * (1 - lam)
         x_in, y_in = cross_mixup(x_l, y_l_g, x_u, y_u_g, lam)
         return comm.shard(x_in), comm.shard(y_in), lam
 
