@@ -19,6 +19,11 @@ STEPS_2_20 = 2 ** 20
 #: training images left after the papers' validation hold-out (5,000 for CIFAR, 1,000 for SVHN)
 N_TRAIN = {"cifar10": 45000, "cifar100": 45000, "svhn": 72257}
 CLASSES = {"cifar10": 10, "cifar100": 100, "svhn": 10, "stl10": 10}
+#: Meta-Semi's update as its algorithm box (its CNN-13 and WRN families)
+MS_ALG1_HP = {"meta_objective": "mixed", "labeled_weight": 0.0, "weight_rule": "sign"}
+MS_ALG1_NOTE = ("the meta-objective G on the mixed labeled batch X_tilde and the update on L_meta alone (002 Alg. 1 lines "
+                "9-13; App. B: the weights of Eq. 38 are set by grad G(X_tilde, theta_t), and Eq. 52 'Delta theta = "
+                "theta_t+1 - theta_t = -alpha_t grad F(X_tilde, U_tilde, theta_t)' with F = L_meta, Eq. 29)")
 EPOCH_NOTE = "an epoch = (training images after the val hold-out) / (labeled + unlabeled batch) steps (our reading)"
 
 

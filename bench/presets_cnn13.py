@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .preset_entry import CLASSES, EPOCH_NOTE, Preset, epochs
+from .preset_entry import CLASSES, EPOCH_NOTE, MS_ALG1_HP, MS_ALG1_NOTE, Preset, epochs
 
 # Meta-Semi App. D: SGD Nesterov 0.9, wd 1e-4, lr 0.1, cosine, 600 epochs, batch 25 + 75.
 MS_CNN_OPT = {"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4, "schedule": "cosine"}
@@ -37,12 +37,22 @@ def _tables(algorithm: str, table: str) -> str:
     return f"002 {table}" + ("; 003 Table 1 (the same baseline setting)" if algorithm in _IN_003 else "")
 
 
-def _meta_semi_cnn13(dataset: str, table: str) -> Preset:
-    return Preset("paper_cnn13", "meta_semi", dataset,
-                  f"Meta-Semi App. D, CNN-13 (SGD Nesterov 0.1, wd 1e-4, cosine, 600 epochs, batch 25+75); 002 {table}",
-                  {**cnn13_run(dataset), "optim": MS_CNN_OPT}, {"beta": 0.5, "ema_decay": 0.999},
-                  "beta tuned in [0.2, 1] on validation in the paper; 0.5 is our default, not a published value; "
-                  "CNN-13 without the Gaussian-noise and dropout layers (002 App. D, following ICT); " + EPOCH_NOTE)
+L2RW_NOTE = ("002's Learning to Reweight row: Meta-Semi's pipeline (EMA soft pseudo-labels, MixUp of X and of Concat(X, U), "
+             "G on X_tilde, the update on the weighted loss alone) with Ren et al.'s weights max(<grad G, grad L_j>, 0) "
+             "normalised to sum 1 (002 App. D: 'we retain our approach of generating pseudo-labeled samples, but use their "
+             "reweighting strategy'); 002 gives no other setting for it: beta and the EMA are Meta-Semi's")
+
+
+def _meta_semi_cnn13(dataset: str, table: str, algorithm: str = "meta_semi") -> Preset:
+    l2rw = algorithm == "meta_semi_l2rw"
+    return Preset("paper_cnn13", algorithm, dataset,
+                  f"Meta-Semi App. D, CNN-13 (SGD Nesterov 0.1, wd 1e-4, cosine, 600 epochs, batch 25+75); 002 {table}"
+                  + ("; Ren et al. 2018 (Eq. 3-4)" if l2rw else ""),
+                  {**cnn13_run(dataset), "optim": MS_CNN_OPT},
+                  {"beta": 0.5, "ema_decay": 0.999, **MS_ALG1_HP, **({"weight_rule": "l2rw"} if l2rw else {})},
+                  (L2RW_NOTE + "; " if l2rw else "") + MS_ALG1_NOTE + "; beta tuned in [0.2, 1] on validation in the "
+                  "paper; 0.5 is our default, not a published value; CNN-13 without the Gaussian-noise and dropout layers "
+                  "(002 App. D, following ICT); " + EPOCH_NOTE)
 
 
 def _supervised_cnn13(dataset: str, algorithm: str, table: str) -> Preset:
@@ -117,26 +127,6 @@ def _ict_cnn13(dataset: str, table: str) -> Preset:
 
 
 
-def _pseudo_label_for_l2rw(dataset: str) -> Preset:
-    return Preset("paper_cnn13", "pseudo_label", dataset,
-                  "002 Table 1 'Learning to Reweight' row: its base with 002 App. D's CNN-13 training setup",
-                  {**cnn13_run(dataset), "optim": MS_CNN_OPT}, {"threshold": 0.0, "lambda_u": 1.0},
-                  "the base of pseudo_label+l2rw, not a row of 002 Table 1; 002 gives no settings for it: Meta-Semi's own "
-                  "CNN-13 optimiser, budget and batch 25 + 75; threshold 0 (every pseudo-label kept) because 002's "
-                  "adaptation selects samples by L2RW's weights alone (App. D: 'we retain our approach of generating "
-                  "pseudo-labeled samples, but use their reweighting strategy'); lambda_u 1 with our default linear "
-                  "ramp over 40%; 002 ran L2RW on Meta-Semi's EMA soft labels with MixUp, here it weighs Pseudo-Label's "
-                  "hard labels; " + EPOCH_NOTE)
-
-
-def _l2rw_rule(dataset: str) -> Preset:
-    return Preset("paper_cnn13", "+l2rw", dataset, "Ren et al. 2018 (eps = 0 weights, exact); 002 App. D, Table 1",
-                  hparams={"meta_method": "jvp", "meta_bn": "train"},
-                  notes="Ren et al. add no hyperparameter beyond the meta step size, which cancels in the weights' "
-                        "normalisation; exact directional derivative (jvp), as their code's double backward; 002 gives "
-                        "no other setting; BatchNorm in train mode for the meta passes (our choice)")
-
-
 _T1, _T4 = (("cifar10", "Table 1"), ("cifar100", "Table 1")), (("svhn", "Table 4"),)
 ENTRIES: tuple[Preset, ...] = (
     *(_meta_semi_cnn13(d, t) for d, t in _T1 + _T4),
@@ -145,6 +135,5 @@ ENTRIES: tuple[Preset, ...] = (
     *(_mean_teacher_cnn13(d, t) for d, t in _T1 + _T4),
     *(_vat_cnn13(d, t) for d, t in (("cifar10", "Table 1"), ("svhn", "Table 4"))),
     *(_ict_cnn13(d, t) for d, t in _T1 + _T4),
-    *(_pseudo_label_for_l2rw(d) for d in ("cifar10", "cifar100")),
-    *(_l2rw_rule(d) for d in ("cifar10", "cifar100")),
+    *(_meta_semi_cnn13(d, "Table 1", "meta_semi_l2rw") for d in ("cifar10", "cifar100")),
 )

@@ -24,6 +24,19 @@ _HOLDOUT_001 = ("hold-out batch 64 = the training batch: 001 Sec. 5.4 'In all th
                 "size for the training and hold-out samples', App. A.2 'The batch size on CIFAR-10 and CIFAR-100 is set to "
                 "64'; drawn from the labeled training set (joint, Sec. 5.4 and Table 6)")
 _INNER_001 = "inner loss C_T + C_U (001 Alg. 1 line 8); the second update with the run's optimizer (Alg. 1 line 11)"
+_LU_001 = ("C_U of the meta step: the squared error between the softmax and z imputed from another weak view, for every "
+           "base (001 App. A.2: 'we impute the labels of unlabeled images by applying softmax on the augmentation of the "
+           "original unlabeled image and use Mean Square Error (MSE) between prediction on the original image and pseudo "
+           "labels'; the 'original image' read as the student's usual weakly augmented view, as the official code's u1 / "
+           "u2); no base mask in it (the MSE is the whole of l_u)")
+_LU_000 = ("C_U of the meta step: the squared error between the softmax and z imputed from another weak view (000 App. A.2: "
+           "'During the meta update in both our option1 and option2, we predict the pseudo labels of unlabeled images by "
+           "applying softmax on the augmentation of the original unlabeled image and compute the Mean Square Error (MSE)'); "
+           "no base mask in it")
+_PATH_001 = ("meta-gradient through z only (001 Eq. 4 and App. B: dC_H/dtheta = dC_H/dtheta* dtheta*/dz dz/dtheta; the "
+             "official code differentiates w.r.t. its imputing copy tmp_model)")
+_PATH_000 = ("meta-gradient = the total derivative of C_V(theta_t+1) w.r.t. theta (000 Eq. 7: the identity, the Hessian "
+             "term and the path through z = the model's output; 'where I is identity matrix')")
 _HOLDOUT_000 = ("meta-validation batch = the labeled batch: 000 App. A.2 'in experiment 2 on CIFAR-10, the batch size of the "
                 "labeled, unlabeled and meta-validation data are set to 50'; for CIFAR-100 and experiment 3 not stated, "
                 "assumed equal to the labeled batch; drawn from the labeled training set (000 Alg. 1: 'another batch of "
@@ -36,17 +49,22 @@ def l2i_rule(family: str, rule: str, dataset: str, holdout: int, journal: bool, 
     """An L2I rule entry: 001's (``journal``) or 000's reading, hold-out batch ``holdout``."""
     hp = {"holdout_batch": holdout, "holdout": "joint", "meta_bn": "train", "l2i_meta_optimizer": "shared",
           "l2i_inner_steps": 1, "l2i_inner_labeled": journal, "l2i_inner_lambda": False,
-          "l2i_inner_lr_scale": _K[rule]}
+          "l2i_inner_lr_scale": _K[rule], "l2i_inner_loss": "mse_views"}
+    paths = ""
     if rule == "l2i_o":
         hp["meta_method"] = "approx" if journal else "exact"
+        hp["l2i_meta_path"] = "z" if journal else "total"
         what = _O_001 if journal else "000 option 2 (meta-gradient on the model)"
+        paths = _PATH_001 if journal else _PATH_000
     else:
         hp.update(l2i_label_lr=1.0, l2i_label_weight=1.0, l2i_label_init="output", meta_method="exact")
         what = ("learnable labels (L), initialised from the model's output; label step eta_z = 1 (000 App. A.1: 'ηz is 1 "
-                "for all experiments'; the official code: p <- p - 1.0 dC_H/dp, then an MSE step with weight 1)")
+                "for all experiments'; the official code: p <- p - 1.0 dC_H/dp, then an MSE step with weight 1); the step "
+                "on the corrected labels with the meta step's squared error")
         if not journal:
             what = "000 option 1: " + what
-    notes = "; ".join([what, _HOLDOUT_001 if journal else _HOLDOUT_000, _K_NOTE.format(k=_K[rule]),
+    notes = "; ".join([what, *([paths] if paths else []), _LU_001 if journal else _LU_000,
+                       _HOLDOUT_001 if journal else _HOLDOUT_000, _K_NOTE.format(k=_K[rule]),
                        _INNER_001 if journal else _INNER_000])
     return Preset(family, "+" + rule, dataset, source, hparams=hp, notes=notes)
 

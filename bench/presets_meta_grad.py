@@ -46,12 +46,13 @@ def _rule(dataset: str) -> Preset:
                   hparams={"meta_grad_init": "model", "meta_method": "fd", "meta_grad_eps_scale": 0.01,
                            "meta_grad_fd_divisor": "2eps", "meta_lr": 1.0, "meta_lr_from_lr": False,
                            "meta_bn": "eval", "meta_grad_loss": "mse", "use_mixup": True,
-                           "mixup_gamma": _GAMMA[dataset]},
+                           "mixup_gamma": _GAMMA[dataset], "mixup_mask": "base"},
                   notes=f"MixUp lambda ~ Beta({_GAMMA[dataset]:g}, {_GAMMA[dataset]:g}) on {dataset}; y_tilde = the "
                         "model's softmax (003 Eq. 2: 'The pseudo labels of the unlabeled data are initialized as the "
                         "current predictions of the classifier'); meta_lr 1 with the central difference equals the "
                         "code's update y_hat = softmax f(x_u) - lr (p+ - p-) / eps, the inner step being the current lr "
-                        "(see the meta_grad rule's documentation)")
+                        "(see the meta_grad rule's documentation); the base's mask in the MixUp is all ones here "
+                        "(threshold 0), so the MixUp is 003's Eq. 12")
 
 
 ENTRIES: tuple[Preset, ...] = (*(_base(d) for d in _DATASETS), *(_rule(d) for d in _DATASETS))

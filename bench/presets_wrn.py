@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .preset_entry import STEPS_2_20, Preset
+from .preset_entry import MS_ALG1_HP, MS_ALG1_NOTE, STEPS_2_20, Preset
 
 MM_OPT = {"name": "adamw", "lr": 0.002, "weight_decay": 0.02, "schedule": "constant"}
 MM_NOTE = ("optimiser as MixMatch's code (Adam 0.002 constant, decoupled decay 0.02 x lr; 001 App. A.2's text says "
@@ -81,9 +81,9 @@ def _supervised_wrn(dataset: str) -> Preset:
 def _meta_semi_wrn(dataset: str, source: str) -> Preset:
     return Preset("paper", "meta_semi", dataset, source,
                   {**WRN_RUN, "optim": MM_OPT, "batch_labeled": 32, "batch_unlabeled": 96},
-                  {"beta": 0.5, "ema_decay": 0.999},
-                  "002 App. D: 'exactly the same training details as (Berthelot et al., 2019) except for the batch size' "
-                  "32 + 96; beta is tuned in [0.2, 1] on validation in the paper, 0.5 is our default, not a published "
+                  {"beta": 0.5, "ema_decay": 0.999, **MS_ALG1_HP},
+                  MS_ALG1_NOTE + "; 002 App. D: 'exactly the same training details as (Berthelot et al., 2019) except for "
+                  "the batch size' 32 + 96; beta is tuned in [0.2, 1] on validation in the paper, 0.5 is our default, not a published "
                   "value; " + MM_NOTE)
 
 

@@ -30,6 +30,10 @@ QUOTES = {
                         "initialized as 0.002 and fixed."),
     "000_inner": ("000", "Next we apply the updated model to a mini-batch of unlabeled samples, compute the loss and "
                          "simulate a SGD step w.r.t this loss."),
+    "000_lu": ("000", "During the meta update in both our option1 and option2, we predict the pseudo labels of unlabeled "
+                      "images by applying softmax on the augmentation of the original unlabeled image and compute the Mean "
+                      "Square Error (MSE) between prediction on the original image and pseudo labels as the unlabeled loss"),
+    "000_eq7": ("000", "where I is identity matrix and Vθ Vθ indicates a second order derivative"),
     # paper 001 (L2I journal), Sec. 5.4 and App. A.2
     "001_holdout": ("001", "In all the experiments, we use the same mini-batch size for the training and hold-out samples."),
     "001_joint": ("001", "During training our method samples the hold-out mini-batch from the training set."),
@@ -42,6 +46,9 @@ QUOTES = {
     "001_ema": ("001", "exponential moving average of the learned models’ parameters with a decay rate of 0.999."),
     "001_batch": ("001", "The batch size on CIFAR-10 and CIFAR-100 is set to 64."),
     "001_fm": ("001", "The unsupervised loss weight is 1 for FixMatch as in [41]"),
+    "001_lu": ("001", "we impute the labels of unlabeled images by applying softmax on the augmentation of the original "
+                      "unlabeled image and use Mean Square Error (MSE) between prediction on the original image and pseudo "
+                      "labels for the unlabeled loss"),
     # paper 002 (Meta-Semi), Sec. 4.1 and App. D
     "002_cnn": ("002", "The CNN-13 network uses the SGD optimizer with a Nesterov momentum of 0.9. The L2 regularization "
                        "coefficient is set to 1e-4, and the initial learning rate is set to 0.1. For all experiments with "
@@ -55,6 +62,9 @@ QUOTES = {
     "002_holdout": ("002", "We hold out 5k images from the training set as the validation set."),
     "002_beta": ("002", "The hyper-parameter β of Meta-Semi is selected among [0.2, 1] on the validation set."),
     "002_l2rw": ("002", "we retain our approach of generating pseudo-labeled samples, but use their reweighting strategy."),
+    "002_update": ("002", "∆θ = θt+1 — θt = —at%，F(X,U, θt)."),
+    "002_weights": ("002", "where the first argument X of F(∙) is used for determining the dynamic weights of pseudo-labeled "
+                           "samples."),
     # paper 003 (Meta-Gradient SSL)
     "003_init": ("003", "The pseudo labels of the unlabeled data are initialized as the current predictions of the classifier"),
     "003_eps": ("003", r"we use $\epsilon = 0.01/\|\nabla \boldsymbol{\theta}_t^l\|_2$ in this work."),
@@ -105,8 +115,10 @@ def test_l2i_conf_cnn13_is_000_appendix_a2_experiment_2():
                 assert hp["holdout_batch"] == batch  # 000_metaval
                 assert hp["l2i_inner_labeled"] is False  # 000_inner: the virtual step on the unlabeled loss only
                 assert hp["l2i_inner_lr_scale"] == (50.0 if method.endswith("l2i_o") else 100.0)  # code_l2i_k
+                assert hp["l2i_inner_loss"] == "mse_views"  # 000_lu: MSE to labels imputed from an augmentation
             if method.endswith("l2i_o"):
                 assert hp["meta_method"] == "exact"  # 000 has no approximation
+                assert hp["l2i_meta_path"] == "total"  # 000_eq7: the total derivative, identity included
             if method.endswith("l2i_l"):
                 assert (hp["l2i_label_lr"], hp["l2i_label_weight"]) == (1.0, 1.0)  # 000_eta_z, code_l2i_label
     assert "CIFAR-100 lr is not stated" in _run("l2i_conf_table1", "supervised", "cifar100", 1000).protocol_notes
@@ -122,6 +134,9 @@ def test_l2i_conf_wrn_is_000_appendix_a2_experiment_3():
             hp = c.resolved().hparams
             if "+" in method:
                 assert hp["holdout_batch"] == batch and hp["l2i_inner_labeled"] is False
+                assert hp["l2i_inner_loss"] == "mse_views"  # 000_lu
+            if method.endswith("l2i_o"):
+                assert hp["l2i_meta_path"] == "total"  # 000_eq7
     # the literature rows are the 'paper' family's (the same runs as 001's)
     assert _run("l2i_conf_table2", "vat", "cifar10", 250) == _run("l2i_table2", "vat", "cifar10", 250)
 
@@ -146,8 +161,10 @@ def test_l2i_wrn_is_001_appendix_a2_and_section_5_4():
                 assert hp["holdout_batch"] == c.batch_labeled  # 001_holdout
                 assert hp["holdout"] == "joint"  # 001_joint
                 assert hp["l2i_inner_labeled"] is True  # 001 Alg. 1 line 8: C_T + C_U
+                assert hp["l2i_inner_loss"] == "mse_views"  # 001_lu, for every base
             if method.endswith("l2i_o"):
                 assert hp["meta_method"] == "approx" and hp["l2i_inner_lr_scale"] == 50.0  # 001_approx, code_l2i_k
+                assert hp["l2i_meta_path"] == "z"  # 001 Eq. 4: through z
             if method.endswith("l2i_l"):
                 assert hp["l2i_inner_lr_scale"] == 100.0 and hp["l2i_label_lr"] == 1.0  # code_l2i_k, code_l2i_label
 
@@ -177,26 +194,32 @@ def test_paper_cnn13_is_002_appendix_d():
             "sgd", 0.9, True, 1e-4, 0.1, "cosine")  # 002_cnn
         assert c.steps == 600 * 45000 // 100  # 002_cnn: 600 epochs; 002_holdout: 45,000 training images
         assert (c.batch_labeled, c.batch_unlabeled) == (25, 75)  # 002_batch
-        assert c.resolved().hparams["ema_decay"] == 0.999  # 002_ema
-        assert 0.2 <= c.resolved().hparams["beta"] <= 1.0  # 002_beta: chosen in [0.2, 1]
+        hp = c.resolved().hparams
+        assert hp["ema_decay"] == 0.999  # 002_ema
+        assert 0.2 <= hp["beta"] <= 1.0  # 002_beta: chosen in [0.2, 1]
+        # 002_weights: G on X_tilde; 002_update: the update is F = L_meta alone; Eq. 9's signs
+        assert (hp["meta_objective"], hp["labeled_weight"], hp["weight_rule"]) == ("mixed", 0.0, "sign")
         assert c.network == _run("meta_semi_table1", "ict", d, n).network == "cnn13"  # 002_noise (ICT: none)
         for m in ("pi_model", "temporal_ensembling", "mean_teacher"):
             if d == "cifar10" or m != "temporal_ensembling":
                 assert _run("meta_semi_table1", m, d, n).network == "cnn13_noise_dropout"  # 002_noise
     assert _run("meta_semi_table1", "vat", "cifar10", 1000).network == "cnn13_dropout"
-    # the L2RW row's base trains like Meta-Semi, keeps every pseudo-label (002_l2rw: their reweighting selects)
-    base = _run("meta_semi_table1", "pseudo_label", "cifar10", 1000)
-    comp = _run("meta_semi_table1", "pseudo_label+l2rw", "cifar10", 1000)
-    ms = _run("meta_semi_table1", "meta_semi", "cifar10", 1000)
-    assert (base.optim, base.steps, base.batch_labeled) == (comp.optim, comp.steps, comp.batch_labeled) == (
-        ms.optim, ms.steps, ms.batch_labeled)
-    assert base.hparams["threshold"] == 0.0
+    # 002_l2rw: the L2RW row is Meta-Semi's pipeline and training setup with L2RW's weights, nothing else changed
+    for d, n in (("cifar10", 1000), ("cifar100", 10000)):
+        l2rw, ms = _run("meta_semi_table1", "meta_semi_l2rw", d, n), _run("meta_semi_table1", "meta_semi", d, n)
+        assert (l2rw.network, l2rw.optim, l2rw.steps, l2rw.batch_labeled, l2rw.batch_unlabeled) == (
+            ms.network, ms.optim, ms.steps, ms.batch_labeled, ms.batch_unlabeled)
+        lh, mh = l2rw.resolved().hparams, ms.resolved().hparams
+        assert lh["weight_rule"] == "l2rw" and {k: v for k, v in lh.items() if k != "weight_rule"} == {
+            k: v for k, v in mh.items() if k != "weight_rule"}
 
 
 def test_paper_wrn_meta_semi_is_mixmatch_with_002s_batch():
     for d, n in (("cifar10", 250), ("cifar100", 10000)):
         ms, mm = _run("meta_semi_table2", "meta_semi", d, n), _run("meta_semi_table2", "mixmatch", d, n)
         assert (ms.batch_labeled, ms.batch_unlabeled) == (32, 96)  # 002_wrn
+        hp = ms.resolved().hparams
+        assert (hp["meta_objective"], hp["labeled_weight"], hp["weight_rule"]) == ("mixed", 0.0, "sign")  # Alg. 1
         assert (ms.optim, ms.steps, ms.network, ms.ema_decay) == (mm.optim, mm.steps, mm.network, mm.ema_decay)
 
 
@@ -219,6 +242,7 @@ def test_meta_grad_cnn13_is_003_and_its_official_code():
                 assert hp["meta_grad_eps_scale"] == 0.01 and hp["meta_method"] == "fd"  # 003_eps (Alg. 2)
                 assert hp["meta_bn"] == "eval"  # code_mg_eval
                 assert hp["meta_grad_loss"] == "mse"  # 003 Eq. 13
+                assert hp["mixup_mask"] == "base"  # the base's mask, all ones at threshold 0: Eq. 12's MixUp
     # its baselines are 002's CNN-13 runs: the same configs, planned once
     assert _run("meta_grad_table1", "mean_teacher", "cifar10", 4000) == _run("meta_semi_table1", "mean_teacher",
                                                                               "cifar10", 4000)

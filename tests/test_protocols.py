@@ -39,7 +39,7 @@ ROWS = {
     "meta_semi_table1": ("002", "Table 1", {
         "Supervised": "supervised", "Supervised + MixUp": "supervised_mixup", "Pi-model": "pi_model",
         "Temp-ensemble": "temporal_ensembling", "Mean Teacher": "mean_teacher", "VAT": "vat", "ICT": "ict",
-        "Meta-Semi": "meta_semi", "Learning to Reweight": "pseudo_label+l2rw"},
+        "Meta-Semi": "meta_semi", "Learning to Reweight": "meta_semi_l2rw"},
         {"SNTG", "MT + Fast SWA", "Meta-Semi + ICT"}),
     "meta_semi_table2": ("002", "Table 2", {"Mean Teacher": "mean_teacher", "VAT": "vat", "MixMatch": "mixmatch",
                                             "Meta-Semi": "meta_semi"}, set()),
@@ -107,15 +107,18 @@ def test_a_base_and_its_compositions_train_alike_in_every_protocol(full):
 
 
 def test_bases_that_are_not_rows_run_and_are_marked(full):
-    for name, base in (("meta_semi_table1", "pseudo_label"), ("meta_grad_table1", "pseudo_label")):
-        runs = [r for r in full if name in r.protocols and r.config.algorithm == base]
-        assert runs and not any(r.paper_row for r in runs)
-        assert (base, False) in PROTOCOLS[name].run_methods()
+    runs = [r for r in full if "meta_grad_table1" in r.protocols and r.config.algorithm == "pseudo_label"]
+    assert runs and not any(r.paper_row for r in runs)
+    assert ("pseudo_label", False) in PROTOCOLS["meta_grad_table1"].run_methods()
+    # the base runs exactly its composition's cells
+    assert {(r.config.dataset, r.config.n_labels) for r in runs} == {("svhn", 1000), ("cifar10", 4000),
+                                                                      ("cifar100", 10000)}
     assert all(r.paper_row for r in full if "l2i_conf_table1" in r.protocols)
-    # the L2RW base runs exactly the L2RW row's cells
-    cells = {(r.config.dataset, r.config.n_labels) for r in full
-             if "meta_semi_table1" in r.protocols and r.config.algorithm == "pseudo_label"}
-    assert cells == {("cifar10", 1000), ("cifar10", 4000), ("cifar100", 4000), ("cifar100", 10000)}
+    # 002's Learning to Reweight row is a standalone method (Meta-Semi's pipeline): no base is added for it
+    assert all(row for _, row in PROTOCOLS["meta_semi_table1"].run_methods())
+    l2rw = {(r.config.dataset, r.config.n_labels) for r in full
+            if "meta_semi_table1" in r.protocols and r.config.algorithm == "meta_semi_l2rw"}
+    assert l2rw == {("cifar10", 1000), ("cifar10", 4000), ("cifar100", 4000), ("cifar100", 10000)}
 
 
 def test_identical_runs_of_two_tables_are_planned_once(full):
@@ -129,18 +132,18 @@ def test_identical_runs_of_two_tables_are_planned_once(full):
 
 def test_a_cell_without_a_preset_is_refused_in_one_line_unless_allowed(monkeypatch):
     monkeypatch.setitem(PROTOCOLS, "t", Protocol("x", "T", {"cifar10": (1000,)}, "cnn13",
-                                                  ("fixmatch", "pseudo_label+l2i_o"), "paper_cnn13", seeds=1))
+                                                  ("fixmatch", "mean_teacher+l2i_o"), "paper_cnn13", seeds=1))
     with pytest.raises(presets.MissingPreset) as e:
         expand(["t"])
     msg = str(e.value)
     assert "\n" not in msg and "protocol t" in msg and "'paper_cnn13'" in msg and "fixmatch" in msg
     with pytest.raises(presets.MissingPreset, match=r"\+l2i_o on cifar10"):
-        protocol_config("t", "pseudo_label+l2i_o", "cifar10", 1000, 0)
+        protocol_config("t", "mean_teacher+l2i_o", "cifar10", 1000, 0)
     runs = {r.config.algorithm: r.config for r in expand(["t"], allow_missing_presets=True)}
     assert runs["fixmatch"].preset == "paper_cnn13:none" and runs["fixmatch"].network == "cnn13"
     assert "missing presets allowed" in runs["fixmatch"].protocol_notes
-    comp = runs["pseudo_label+l2i_o"]
-    assert comp.preset == "paper_cnn13:pseudo_label,+l2i_o=none" and comp.steps == runs["pseudo_label"].steps
+    comp = runs["mean_teacher+l2i_o"]
+    assert comp.preset == "paper_cnn13:mean_teacher,+l2i_o=none" and comp.steps == runs["mean_teacher"].steps
     assert "no 'paper_cnn13' preset for +l2i_o on cifar10" in comp.protocol_notes
 
 
