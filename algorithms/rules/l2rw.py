@@ -1,6 +1,9 @@
-"""Learning to Reweight (Ren, Zeng, Yang & Urtasun, ICML 2018) adapted to SSL as in paper 002,
-Appendix D ("we retain our approach of generating pseudo-labeled samples, but use their
-reweighting strategy"), as a meta rule on any composable base.
+"""Learning to Reweight (Ren, Zeng, Yang & Urtasun, ICML 2018) as a meta rule on any composable
+base: their weights on the base's own pseudo-labels and per-sample losses.
+
+Not 002's baseline: 002 App. D kept Meta-Semi's pseudo-labels and MixUp ("we retain our
+approach of generating pseudo-labeled samples, but use their reweighting strategy"), which is
+the standalone ``meta_semi_l2rw`` (:mod:`algorithms.meta_semi_l2rw`).
 
 Ren et al. take one virtual SGD step on sum_j eps_j l_j at eps = 0 and set
 w_j = max(-dG(theta_1)/d eps_j, 0) = max(alpha <grad G, grad l_j>, 0), normalised to sum 1
@@ -9,10 +12,10 @@ cancels in the normalisation. Here l_j = L_j is the base's per-sample unlabeled 
 imputed targets fixed, and <grad G, grad L_j> the shared directional derivative
 (:mod:`._reweight`).
 
-G: Ren et al. evaluate the meta-gradient on a small *clean validation* batch; in 002's SSL
-adaptation the clean labeled data are the labeled batch, so G = the base's C_T on this step's
-labeled batch, the same G as the ``meta_semi`` rule, and no hold-out batch is drawn (the
-labeled batch is also in C_T, unlike Ren et al.'s validation set: a deviation).
+G: Ren et al. evaluate the meta-gradient on a small *clean validation* batch; in SSL the clean
+labeled data are the labeled batch, so G = the base's C_T on this step's labeled batch, the
+same G as the ``meta_semi`` rule, and no hold-out batch is drawn (the labeled batch is also in
+C_T, unlike Ren et al.'s validation set: a deviation).
 
 w_j = max(d_j, 0) / sum_k max(d_k, 0) over the global unlabeled batch; if every d_k <= 0 all
 w_j = 0 and the step has no unlabeled term (Ren et al.'s code divides by sum + (sum == 0)).
@@ -30,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ..meta.rule import register_rule
+from ..meta.weights import positive_part_weights
 from ._reweight import ReweightHparams, ReweightRule
 
 
@@ -58,7 +62,7 @@ class LearningToReweight(ReweightRule[L2RWHparams]):
     def weights(self, d: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         del mask  # masked-out samples already have d_j = 0
         comm = self.algo.ctx.comm
-        r = d.detach().clamp(min=0)
+        r = positive_part_weights(d)
         r_log_r = torch.where(r > 0, r * torch.log(torch.where(r > 0, r, torch.ones_like(r))), torch.zeros_like(r))
         total, sq, rlr, pos = comm.all_reduce_sum(
             torch.stack([r.sum(), (r * r).sum(), r_log_r.sum(), (r > 0).to(r.dtype).sum()]).double()).tolist()
