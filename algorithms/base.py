@@ -36,7 +36,7 @@ class Batch:
     """One *global* batch, identical on every worker.
 
     x_l [B_l, *input_shape] float, y_l [B_l] int64, x_u [B_u, *input_shape] float;
-    u_idx [B_u] int64: positions of x_u in the unlabeled pool (for per-sample state such as
+    u_idx [B_u] int64 on the host (CPU): positions of x_u in the unlabeled pool (for per-sample state such as
     temporal ensembling), None when the caller has no pool.
     x_h [B_h, ...], y_h [B_h]: a labeled hold-out batch for meta rules that ask for one
     (:meth:`Algorithm.holdout_spec` with ``size > 0``), None otherwise.

@@ -146,5 +146,4 @@ class MixMatch(BaseMethod[MixMatchHparams]):
         loss_l = self.labeled_losses(s.logits_l, s).mean()
         loss_u = self.unlabeled_losses(s.logits_u, s).mean()
         return LossTerms(loss_l, loss_u, s.weight,
-                         {"mixup_lambda": float(m["lam_p"]),
-                          "guess_max_prob": float(m["guess"].max(dim=1).values.mean())})
+                         {"mixup_lambda": m["lam_p"], "guess_max_prob": m["guess"].max(dim=1).values.mean().detach()})

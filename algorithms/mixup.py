@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .host import host_values
+
 
 def sample_beta(alpha: float, generator: torch.Generator) -> float:
     """lambda ~ Beta(alpha, alpha), drawn from ``generator`` so that every worker draws the same.
@@ -13,7 +15,7 @@ def sample_beta(alpha: float, generator: torch.Generator) -> float:
     """
     if alpha <= 0:
         return 1.0
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    seed = host_values(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))[0]
     return float(np.random.default_rng(seed).beta(alpha, alpha))
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from . import losses
 from .base import Batch, BaseMethod, StepInputs
 from .hparams import require
+from .host import host_values
 from .registry import register
 
 
@@ -84,10 +85,11 @@ class TemporalEnsembling(BaseMethod[TemporalEnsemblingHparams]):
             self.count = torch.cat([self.count, self.count.new_zeros(extra)])
 
     def pool_indices(self, batch: Batch) -> torch.Tensor:
-        """Global pool positions of x_u [B_u] int64."""
+        """Global pool positions of x_u [B_u] int64, on the host (the sampler's indices: their
+        duplicates and maximum are then read without waiting for the device)."""
         if batch.u_idx is None:
-            return torch.arange(batch.x_u.shape[0], device=batch.x_u.device)
-        return batch.u_idx.to(device=batch.x_u.device, dtype=torch.long)
+            return torch.arange(batch.x_u.shape[0])
+        return batch.u_idx.to(dtype=torch.long)
 
     def ensemble_targets(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(bias-corrected targets [b, C], mask [b]) of pool samples ``idx``; unseen samples get
@@ -101,11 +103,12 @@ class TemporalEnsembling(BaseMethod[TemporalEnsemblingHparams]):
     def update_ensemble(self, idx: torch.Tensor, probs: torch.Tensor) -> None:
         """Z_i <- alpha Z_i + (1 - alpha) p_i and t_i += 1 for every (i, p_i), duplicates in order."""
         a = self.hp.alpha
-        if torch.unique(idx).numel() == idx.numel():
+        if torch.unique(idx).numel() == idx.numel():  # idx on the host: no device read
+            idx = idx.to(self.Z.device)
             self.Z[idx] = a * self.Z[idx] + (1 - a) * probs.to(self.Z.dtype)
             self.count[idx] += 1
             return
-        for i, p in zip(idx.tolist(), probs):
+        for i, p in zip(host_values(idx), probs):  # duplicates in order (rare: tiny pools)
             self.Z[i] = a * self.Z[i] + (1 - a) * p.to(self.Z.dtype)
             self.count[i] += 1
 
@@ -120,11 +123,12 @@ class TemporalEnsembling(BaseMethod[TemporalEnsemblingHparams]):
     @torch.no_grad()
     def impute(self, x_u_teacher, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         comm = self.ctx.comm
-        idx = self._idx.to(logits_u.device)
+        host_idx = self._idx
         probs = F.softmax(logits_u.detach(), dim=1)
-        self._ensure_pool(int(idx.max()) + 1 if idx.numel() else 0, probs.device, probs.dtype)
-        targets, mask = self.ensemble_targets(comm.shard(idx))
-        self._pending = (idx, comm.all_gather(probs))
+        size = host_values(host_idx.max()) + 1 if host_idx.numel() else 0
+        self._ensure_pool(size, probs.device, probs.dtype)
+        targets, mask = self.ensemble_targets(comm.shard(host_idx.to(logits_u.device)))
+        self._pending = (host_idx, comm.all_gather(probs))
         return targets, mask
 
     def after_step(self, step: int) -> None:

@@ -150,11 +150,11 @@ class VAT(Algorithm[VATHparams]):
         r_adv = self.adversarial_perturbation(x_u, p_logits, d0)
         kl = kl_from_logits(p_logits, self._forward_frozen_bn(x_u + r_adv, dict(self.model.named_parameters())))
         per_u = kl
-        diagnostics = {"vat_kl": float(kl.detach().mean())}
+        diagnostics = {"vat_kl": kl.detach().mean()}
         if self.hp.entropy_min:
             ent = entropy_from_logits(logits_u)
             per_u = per_u + ent
-            diagnostics["entropy"] = float(ent.detach().mean())
+            diagnostics["entropy"] = ent.detach().mean()
         return LossTerms(loss_l, per_u.mean(), self.unlabeled_weight(step), diagnostics)
 
     def unlabeled_weight(self, step: int) -> float:

@@ -33,6 +33,7 @@ from results import ResultsDirError, ResultStore, last_k_median
 
 from .config import RunConfig, RunEnv
 from .sampling import EpochSampler, balanced_subset
+from .step_stats import StepStats
 
 
 class Reporter(Protocol):
@@ -263,16 +264,6 @@ class Run:
                     metrics[f"val_loss_{model_name}"] = loss
         return metrics
 
-    def reduce_diagnostics(self, sums: dict[str, float], counts: dict[str, int]) -> dict[str, float]:
-        """Mean of each diagnostic over the steps that reported it, then over workers (a
-        worker's value is its shard's; the all-reduced mean is the global batch's, as with one
-        worker). Every worker reports the same names at the same steps."""
-        means = {k: sums[k] / counts[k] for k in sorted(sums)}
-        if self.comm.world_size > 1 and means:
-            reduced = self.comm.all_reduce_mean(torch.tensor(list(means.values()), dtype=torch.float64))
-            means = dict(zip(means, (float(v) for v in reduced)))
-        return means
-
     def checkpoint_every(self) -> int:
         """Evaluations between checkpoints: the env's, or (0, the default) about ten per run, since
         a Tune checkpoint costs more than a small model's evaluation."""
@@ -289,34 +280,39 @@ class Run:
         return self.x_test[self._test_index], self.y_test[self._test_index]
 
     def train(self, reporter: Reporter) -> None:
+        """Steps to the budget, evaluating every ``eval_every`` steps. The steps never read a device
+        value: diagnostics and the finiteness of the loss are read once per evaluation
+        (:mod:`bench.step_stats`), so a divergence is raised up to ``eval_every`` steps late,
+        naming the step where it happened."""
         cfg = self.cfg
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        stats = StepStats()
         evals_done = 0
         while self.step < cfg.steps:
             t0 = time.perf_counter()
-            self.model.train()
-            diag = {k: float(v) for k, v in self.algo.train_step(self.next_batch(), self.step, self.stepper).items()}
-            self.eval_ema.update(self.model)
-            bad = torch.tensor(0.0 if math.isfinite(diag["loss"]) else 1.0)
-            if self.comm.world_size > 1:
-                bad = self.comm.all_reduce_sum(bad)  # every worker stops together
+            try:
+                self.model.train()
+                stats.add(self.algo.train_step(self.next_batch(), self.step, self.stepper), self.step + 1)
+                self.eval_ema.update(self.model)
+            except Exception as e:  # non-finite weights can make a later step raise: that run diverged
+                bad = stats.local_first_bad_step()
+                if bad is not None:
+                    raise Diverged(f"training loss is not finite at step {bad}") from e
+                raise
             self.step += 1
+            due = self.step % cfg.eval_every == 0 or self.step == cfg.steps
+            reading = stats.read(self.comm) if due else None  # waits for the device: counted as training time
             self.train_seconds += time.perf_counter() - t0
-            if bad > 0:
-                raise Diverged(f"training loss is not finite at step {self.step}")
-            for k, v in diag.items():
-                sums[k] = sums.get(k, 0.0) + v
-                counts[k] = counts.get(k, 0) + 1
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                means = self.reduce_diagnostics(sums, counts)
-                metrics = self.evaluate_all(means)
-                sums, counts = {}, {}
-                evals_done += 1
-                metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
-                               loss=means.get("loss", float("nan")))
-                keep = evals_done % self.checkpoint_every() == 0 or self.step == cfg.steps
-                reporter.report(metrics, self.state_dict() if keep else None)
+            if reading is None:
+                continue
+            if reading.first_bad_step is not None:
+                self.step = reading.first_bad_step
+                raise Diverged(f"training loss is not finite at step {self.step} (found at the evaluation after it)")
+            metrics = self.evaluate_all(reading.means)
+            evals_done += 1
+            metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
+                           loss=reading.means.get("loss", float("nan")))
+            keep = evals_done % self.checkpoint_every() == 0 or self.step == cfg.steps
+            reporter.report(metrics, self.state_dict() if keep else None)
 
     def worker_divergence(self) -> float:
         """Largest difference between workers' parameter fingerprints (0.0 when in sync).

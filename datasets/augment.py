@@ -46,6 +46,8 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from algorithms.host import host_values
+
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
@@ -110,8 +112,8 @@ def translate_flip(x: torch.Tensor, pixels: int, flip: bool, generator: torch.Ge
     b, _, h, w = x.shape
     k = min(pixels, h - 1, w - 1)
     if k > 0:
-        dy = _draw((b,), generator, "int", 2 * k + 1).tolist()
-        dx = _draw((b,), generator, "int", 2 * k + 1).tolist()
+        dy = host_values(_draw((b,), generator, "int", 2 * k + 1))
+        dx = host_values(_draw((b,), generator, "int", 2 * k + 1))
         padded = TF.pad(x, [k, k, k, k], padding_mode="reflect")
         x = torch.stack([TF.crop(padded[i], dy[i], dx[i], h, w) for i in range(b)])
     if flip:
@@ -196,10 +198,10 @@ def rand_augment(p: torch.Tensor, generator: torch.Generator, num_ops: int = 2) 
     """
     b, _, h, w = p.shape
     shape = (b, num_ops)
-    ops = _draw(shape, generator, "int", len(RA_OPS)).tolist()
-    apply = (_draw(shape, generator, "uniform") < 0.5).tolist()
-    levels = (_draw(shape, generator, "int", 9) + 1).tolist()
-    signs = (_draw(shape, generator, "uniform") < 0.5).tolist()
+    ops = host_values(_draw(shape, generator, "int", len(RA_OPS)))
+    apply = host_values(_draw(shape, generator, "uniform") < 0.5)
+    levels = host_values(_draw(shape, generator, "int", 9) + 1)
+    signs = host_values(_draw(shape, generator, "uniform") < 0.5)
     out = p.clone()
     for slot in range(num_ops):
         groups: dict[tuple, list[int]] = {}

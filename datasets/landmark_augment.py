@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from algorithms.host import host_values
+
 #: max shift in pixels per landmark dataset: 4 px at 60x60 as the official L2I AFLW code, the same fraction of
 #: the image (3 px) at 48x48
 MAX_SHIFT = {"aflw": 4, "synthetic_landmarks": 3}
@@ -39,11 +41,13 @@ def shift_images(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     out[b, :, i, j] = x[b, :, reflect(i - dy_b), reflect(j - dx_b)]; needs |dx| < W and |dy| < H.
     """
     b, c, h, w = x.shape
-    shifts = shifts.to(device=x.device, dtype=torch.long)
     if shifts.shape != (b, 2):
         raise ValueError(f"shifts must be [{b}, 2], got {tuple(shifts.shape)}")
-    if bool((shifts[:, 0].abs() >= w).any() or (shifts[:, 1].abs() >= h).any()):
-        raise ValueError(f"shifts must be smaller than the image ({h}x{w})")
+    if shifts.device.type == "cpu":  # drawn on the host generator: checked without a device read
+        max_dx, max_dy = host_values(shifts.abs().amax(0)) if b else (0, 0)
+        if max_dx >= w or max_dy >= h:
+            raise ValueError(f"shifts must be smaller than the image ({h}x{w})")
+    shifts = shifts.to(device=x.device, dtype=torch.long)
     rows = _reflect(torch.arange(h, device=x.device)[None, :] - shifts[:, 1:2], h)  # [B, H]
     cols = _reflect(torch.arange(w, device=x.device)[None, :] - shifts[:, 0:1], w)  # [B, W]
     flat = (rows[:, :, None] * w + cols[:, None, :]).reshape(b, 1, h * w).expand(b, c, h * w)
