@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import pytest
 import torch
 
@@ -76,21 +77,52 @@ def test_ratios_and_targets_against_hand_computed_values():
             RowSpec("b+s", "b+s", {}, "s", "first", "b")]
     mb = 2**20
     results = {"b": {"ms": [9.0, 10.0, 11.0, 30.0], "state_bytes": 1 * mb, "step_bytes": 1 * mb},
-               "b+r[m=fd]": {"ms": [15.0, 15.0, 16.0, 16.0], "state_bytes": 1 * mb, "step_bytes": 2 * mb},
-               "b+r[m=exact]": {"ms": [39.0, 40.0, 41.0], "state_bytes": 1 * mb, "step_bytes": 4 * mb},
+               # paired with base steps 10, 10, 10, 20: ratios 1.5, 1.5, 1.6, 0.8 -> median 1.5
+               "b+r[m=fd]": {"ms": [15.0, 15.0, 16.0, 16.0], "base_ms": [10.0, 10.0, 10.0, 20.0],
+                             "repeat": [0, 0, 1, 1], "state_bytes": 1 * mb, "step_bytes": 2 * mb},
+               "b+r[m=exact]": {"ms": [39.0, 40.0, 41.0], "base_ms": [10.0, 10.0, 10.0], "repeat": [0, 0, 0],
+                                "state_bytes": 1 * mb, "step_bytes": 4 * mb},
                "b+s": {"error": "RuntimeError: boom"}}
     rec = {r["name"]: r for r in summarize(rows, results)}
     # Base median of 9, 10, 11, 30 is 10.5; IQR = q75 - q25 with linear interpolation = 15.75 - 9.75.
     assert rec["b"]["ms_median"] == pytest.approx(10.5) and rec["b"]["ms_iqr"] == pytest.approx(6.0)
     assert rec["b"]["time_ratio"] == pytest.approx(1.0) and rec["b"]["met"] == "-"
-    assert rec["b+r[m=fd]"]["time_ratio"] == pytest.approx(15.5 / 10.5)  # under 1.6
-    assert rec["b+r[m=fd]"]["mem_ratio"] == pytest.approx(3 / 2)  # exactly at 1.5: met
-    assert rec["b+r[m=fd]"]["met"] == "yes"
-    assert rec["b+r[m=exact]"]["time_ratio"] == pytest.approx(40 / 10.5)  # under 4
+    fd = rec["b+r[m=fd]"]
+    assert fd["time_ratio"] == pytest.approx(1.5) and fd["pairs"] == 4  # the median of the pairs' ratios
+    assert 0.8 <= fd["ratio_low"] <= 1.5 <= fd["ratio_high"] <= 1.6  # bootstrap medians lie within the ratios
+    assert fd["mem_ratio"] == pytest.approx(3 / 2)  # exactly at 1.5: met
+    assert fd["met"] == "yes"
+    assert rec["b+r[m=exact]"]["time_ratio"] == pytest.approx(4.0)  # at 4: met on time
     assert rec["b+r[m=exact]"]["met"] == "NO (mem)"  # 5 MB / 2 MB
     assert rec["b+s"]["met"] == "n/a"
     table = perf.format_table(list(rec.values()))
     assert "failed: RuntimeError: boom" in table
+    pairs = perf.pair_records(rows, results)
+    assert [(p["name"], p["repeat"], p["index"], p["ratio"]) for p in pairs[:4]] == [
+        ("b+r[m=fd]", 0, 0, 1.5), ("b+r[m=fd]", 0, 1, 1.5), ("b+r[m=fd]", 1, 0, 1.6), ("b+r[m=fd]", 1, 1, 0.8)]
+    assert len(pairs) == 7
+
+
+def test_paired_ratio_interval_against_a_brute_force_bootstrap():
+    rng = np.random.default_rng(1)
+    base = rng.uniform(9, 11, 40)
+    ms = base * rng.uniform(1.3, 1.7, 40)
+    median, lo, hi = perf.paired_ratio(list(base), list(ms))
+    r = ms / base
+    assert median == pytest.approx(np.median(r))
+    # the same percentile bootstrap written out with a loop, with the function's seed and draw order
+    g = np.random.default_rng(0)
+    idx = g.integers(0, r.size, size=(perf.table.BOOTSTRAP, r.size))
+    boot = sorted(float(np.median([r[j] for j in row])) for row in idx)
+    assert lo == pytest.approx(np.quantile(boot, 0.025)) and hi == pytest.approx(np.quantile(boot, 0.975))
+    assert lo < median < hi and hi - lo < 0.2
+    assert perf.paired_ratio([2.0] * 5, [3.0] * 5) == (1.5, 1.5, 1.5)  # no noise, no width
+
+
+def test_jobs_pair_each_variant_with_its_base_and_time_lonely_rows_alone():
+    rows = [RowSpec("b", "b", reference="b"), RowSpec("c", "c", reference="c"),
+            RowSpec("b+r", "b+r", {}, "r", "first", "b"), RowSpec("b+s", "b+s", {}, "s", "first", "b")]
+    assert [(r.name, b and b.name) for r, b in perf.jobs(rows)] == [("c", None), ("b+r", "b"), ("b+s", "b")]
 
 
 def test_cpu_step_peak_matches_a_hand_count():
@@ -161,13 +193,34 @@ def test_cli_tiny_run_prints_the_rows_and_base_ratio_one(capsys, tmp_path, monke
     rows = [line.split() for line in lines[header + 2:header + 4]]
     assert [r[0] for r in rows] == ["supervised", "pseudo_label"]
     for r in rows:
-        assert r[2] == "base" and r[5] == "1.00" and r[8] == "1.00"  # a base against itself
+        assert r[2] == "base" and r[5] == "1.00" and r[10] == "1.00"  # a base against itself
     assert "targets missed: 0" in text
     import pandas as pd
 
     frame = pd.read_csv(out)
     assert list(frame["name"]) == ["supervised", "pseudo_label"] and list(frame["steps"]) == [3, 3]
     assert (frame["state_mb"] > 0).all()  # the parameters alone are live
+
+
+def test_cli_times_a_variant_in_pairs_with_its_base_and_keeps_every_pair(capsys, tmp_path, monkeypatch):
+    _fake_spawn(monkeypatch, capsys)
+    out = tmp_path / "perf.csv"
+    assert main(["--algorithms", "pseudo_label+l2rw", "--no-auto-variants", *TINY, "--repeat", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("name"))
+    base, variant = (line.split() for line in lines[header + 2:header + 4])
+    assert base[0] == "pseudo_label" and variant[0] == "pseudo_label+l2rw" and variant[7] == "6"  # 2 repeats x 3 pairs
+    lo, hi = (float(v) for v in variant[6].split("-"))
+    assert lo <= float(variant[5]) <= hi
+    import pandas as pd
+
+    pairs = pd.read_csv(tmp_path / "perf-pairs.csv")
+    assert list(pairs["repeat"]) == [0, 0, 0, 1, 1, 1] and list(pairs["index"]) == [0, 1, 2, 0, 1, 2]
+    assert np.allclose(pairs["ratio"], pairs["ms"] / pairs["base_ms"])
+    assert float(variant[5]) == pytest.approx(float(np.median(pairs["ratio"])), abs=0.006)  # printed to 2 decimals
+    frame = pd.read_csv(out)
+    assert list(frame["steps"]) == [6, 6]  # the base's steps are its sides of the pairs
 
 
 def test_worker_failure_becomes_a_row_error(capsys, monkeypatch):
@@ -186,9 +239,11 @@ def test_in_process_dummy_rule_rows_are_measured_against_their_base():
     rows = [*expand_rows("pseudo_label", get_algorithm("pseudo_label")), *expand_rows(cls.name, cls)]
     opts = Options(dataset="two_circles", network="mlp_2_4_2", steps=2, warmup=1, threads=1)
     results = perf.run_rows(rows, opts, in_process=True, classes={cls.name: cls}, log=lambda *a, **k: None)
+    assert results["pseudo_label"]["ms"] and len(results["pseudo_label"]["ms"]) == 3 * 2  # its side of 3 pairs
     rec = summarize(rows, results)
     assert [r["name"] for r in rec] == ["pseudo_label", *(f"pseudo_label+dummy[dummy_method={m}]" for m in ("exact", "fd", "jvp"))]
-    assert all(not r["error"] and len(results[r["name"]]["ms"]) == 2 for r in rec)
+    assert all(not r["error"] and len(results[r["name"]]["ms"]) == 2 for r in rec[1:])
+    assert all(results[r["name"]]["base_ms"] and r["pairs"] == 2 for r in rec[1:])
     assert [r["order"] for r in rec] == ["base", "second", "first", "first"]
     # The dummy takes two optimizer steps per iteration on the base's model: its state is the base's.
     assert {results[r["name"]]["state_bytes"] for r in rec} == {results["pseudo_label"]["state_bytes"]}
@@ -206,6 +261,7 @@ BAD = [
     (["--out", "table.txt"], "--out must end in .csv or .parquet"),
     (["--variants", "pseudo_label"], "is not NAME:FIELD=VALUE"),
     (["--steps", "abc"], "invalid int value"),
+    (["--repeat", "0"], "--repeat must be positive"),
 ]
 
 

@@ -13,11 +13,18 @@ come from the classes (``bench.perf.rows``).
 Time: ``algo.train_step(batch, step, stepper)`` alone, timed with ``time.perf_counter``
 (after ``torch.cuda.synchronize`` on a GPU); drawing the batch and the engine's evaluation
 EMA are outside the timer, since they cost the same for every row and would only dilute
-the ratios. ``--warmup`` steps are not timed; the table gives the median and the
-interquartile range (q75 - q25) of ``--steps`` timed steps. Step indices start in the
-middle of a nominal ``HORIZON``-step run, so ramp-ups and any rule warm-up are over.
-CPU runs call ``torch.set_flush_denormal(True)`` as the engine does (finite-difference
-forwards were measured 10x slower without it).
+the ratios. Step indices start in the middle of a nominal ``HORIZON``-step run, so ramp-ups
+and any rule warm-up are over. CPU runs call ``torch.set_flush_denormal(True)`` as the engine
+does (finite-difference forwards were measured 10x slower without it).
+
+Ratios are paired: a variant and its base are built in the same process and stepped in turn
+(``--warmup`` untimed steps of each, then ``--steps`` pairs: a base step, a variant step, ...),
+so both sides of a pair see the same machine state (load from other processes, clock, caches).
+A variant's ratio is the median over its pairs of variant ms / base ms, with a 95% percentile
+bootstrap interval over the pairs (``bench.perf.table.paired_ratio``). ``--repeat N`` measures
+every pair N times, each in a fresh process, going round all pairs in turn; the base row's
+ms/step and IQR are over all its steps in all its pairs. ``--out`` writes the table and every
+pair (``OUT-pairs.csv``: name, reference, repeat, index, base_ms, ms, ratio).
 
 Memory, in two parts whose sum is "peak MB" (the number the memory target is checked on):
 - state: bytes of the distinct tensor storages reachable from the model (and its
@@ -38,18 +45,20 @@ older than the step before it (an upper bound then); peak RSS was not used becau
 on CPU it is process-wide and monotone, and for these small models dominated by lazily
 loaded library pages rather than by what the algorithm allocates.
 
-Each row runs in a fresh subprocess (``python -m bench.perf --one NAME ...``, one JSON line
-back), so allocator caches, thread pools and lazily initialised kernels of one row do not
-favour the next; ``--in-process`` runs them all here (quicker, less isolated).
+Each pair (and each row with no variant, alone) runs in a fresh subprocess per repeat
+(``python -m bench.perf --one NAME [--pair-base BASE] ...``, one JSON line back), so allocator
+caches, thread pools and lazily initialised kernels of one pair do not favour the next, and
+each process's peak memory is its own; ``--in-process`` runs them all here (quicker, less isolated).
 The exit status is 0 even when targets are missed (a summary line lists them); bad input
 gets one line on stderr and status 2 before anything is measured.
 """
-from .cli import build_parser, main, measure_isolated, run_rows, spawn
-from .measure import HORIZON, Options, measure
+from .cli import build_parser, jobs, main, measure_isolated, run_rows, spawn
+from .measure import HORIZON, Options, measure, measure_pair
 from .memory import cpu_step_peak, storage_bytes
 from .rows import RowSpec, expand_rows, parse_variant, plan_rows, variant_fields
-from .table import MEMORY_TARGET, TIME_TARGET, format_table, summarize
+from .table import MEMORY_TARGET, TIME_TARGET, format_table, pair_records, paired_ratio, summarize
 
 __all__ = ["HORIZON", "MEMORY_TARGET", "Options", "RowSpec", "TIME_TARGET", "build_parser", "cpu_step_peak",
-           "expand_rows", "format_table", "main", "measure", "measure_isolated", "parse_variant", "plan_rows",
-           "run_rows", "spawn", "storage_bytes", "summarize", "variant_fields"]
+           "expand_rows", "format_table", "jobs", "main", "measure", "measure_isolated", "measure_pair", "pair_records",
+           "paired_ratio", "parse_variant", "plan_rows", "run_rows", "spawn", "storage_bytes", "summarize",
+           "variant_fields"]

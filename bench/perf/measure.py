@@ -32,47 +32,85 @@ class Options:
     seed: int = 0
 
 
-def measure(spec: RowSpec, opts: Options, cls: type | None = None) -> dict[str, Any]:
-    """Build ``spec`` with the engine's run builder and measure it. ``cls``: the algorithm class
-    when the registry does not know it (a test's dummy rule). Returns a dict with ms (list of
-    per-step milliseconds), state_bytes, step_bytes, holdout (hold-out batch size)."""
-    device = torch.device(opts.device)
+class RowRun:
+    """One row's run, built with the engine's run builder, stepped one timed step at a time."""
+
+    def __init__(self, spec: RowSpec, opts: Options, cls: type | None = None) -> None:
+        self.device = torch.device(opts.device)
+        cfg = RunConfig(dataset=opts.dataset, algorithm=spec.algorithm, network=opts.network, n_labels=opts.n_labels,
+                        steps=HORIZON, seed=opts.seed, batch_labeled=opts.batch_labeled,
+                        batch_unlabeled=opts.batch_unlabeled, hparams=dict(spec.hparams))
+        self.run = build_run(cfg, RunEnv(results_dir=""), device=self.device,
+                             algorithm=cls or get_algorithm(spec.algorithm))
+        self.cuda = self.device.type == "cuda"
+        self.step = HORIZON // 2
+        self.step_peak = 0
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def timed_step(self) -> float:
+        """One training step; its milliseconds (device work included: synchronised on a GPU)."""
+        run = self.run
+        batch = run.next_batch()
+        run.model.train()
+        self.sync()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            start_bytes = torch.cuda.memory_allocated(self.device)
+        t0 = time.perf_counter()
+        run.algo.train_step(batch, self.step, run.stepper)
+        self.sync()
+        elapsed = time.perf_counter() - t0
+        if self.cuda:
+            self.step_peak = max(self.step_peak, torch.cuda.max_memory_allocated(self.device) - start_bytes)
+        run.eval_ema.update(run.model)
+        self.step += 1
+        return 1000.0 * elapsed
+
+    def memory(self) -> dict[str, int]:
+        """state_bytes and step_bytes (CPU: two extra profiled steps; GPU: the timed steps' peak)."""
+        run = self.run
+        step_peak = self.step_peak
+        if not self.cuda:
+            run.model.train()
+            step_peak = cpu_step_peak(lambda: run.algo.train_step(run.next_batch(), self.step, run.stepper))
+        data_tensors = [run.x_l, run.y_l, run.x_u, run.x_h, run.y_h, run.x_val, run.y_val, run.x_test, run.y_test]
+        state = storage_bytes([run.model, run.optimizer, run.algo, run.eval_ema], data_tensors)
+        return {"state_bytes": state, "step_bytes": int(step_peak), "holdout": run.holdout.size}
+
+
+def _setup(opts: Options) -> None:
     torch.set_num_threads(opts.threads)
     torch.set_flush_denormal(True)
-    cfg = RunConfig(dataset=opts.dataset, algorithm=spec.algorithm, network=opts.network, n_labels=opts.n_labels,
-                    steps=HORIZON, seed=opts.seed, batch_labeled=opts.batch_labeled, batch_unlabeled=opts.batch_unlabeled,
-                    hparams=dict(spec.hparams))
-    run = build_run(cfg, RunEnv(results_dir=""), device=device, algorithm=cls or get_algorithm(spec.algorithm))
-    model, algo, stepper = run.model, run.algo, run.stepper
-    cuda = device.type == "cuda"
 
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
 
-    step = HORIZON // 2
-    ms: list[float] = []
-    step_peak = 0
-    for i in range(opts.warmup + opts.steps):
-        batch = run.next_batch()
-        model.train()
-        sync()
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-            start_bytes = torch.cuda.memory_allocated(device)
-        t0 = time.perf_counter()
-        algo.train_step(batch, step, stepper)
-        sync()
-        elapsed = time.perf_counter() - t0
-        if cuda:
-            step_peak = max(step_peak, torch.cuda.max_memory_allocated(device) - start_bytes)
-        run.eval_ema.update(model)
-        step += 1
-        if i >= opts.warmup:
-            ms.append(1000.0 * elapsed)
-    if not cuda:
-        model.train()
-        step_peak = cpu_step_peak(lambda: algo.train_step(run.next_batch(), step, stepper))
-    data_tensors = [run.x_l, run.y_l, run.x_u, run.x_h, run.y_h, run.x_val, run.y_val, run.x_test, run.y_test]
-    state = storage_bytes([model, run.optimizer, algo, run.eval_ema], data_tensors)
-    return {"ms": ms, "state_bytes": state, "step_bytes": int(step_peak), "holdout": run.holdout.size}
+def measure(spec: RowSpec, opts: Options, cls: type | None = None) -> dict[str, Any]:
+    """Build ``spec`` with the engine's run builder and measure it alone. ``cls``: the algorithm
+    class when the registry does not know it (a test's dummy rule). Returns a dict with ms (list
+    of per-step milliseconds), state_bytes, step_bytes, holdout (hold-out batch size)."""
+    _setup(opts)
+    row = RowRun(spec, opts, cls)
+    for _ in range(opts.warmup):
+        row.timed_step()
+    ms = [row.timed_step() for _ in range(opts.steps)]
+    return {"ms": ms, **row.memory()}
+
+
+def measure_pair(base: RowSpec, spec: RowSpec, opts: Options, classes: dict[str, type] | None = None) -> dict[str, Any]:
+    """Time ``spec`` against its base in this process: both built, ``warmup`` untimed steps of
+    each (alternating), then ``steps`` pairs, each a base step then a variant step (ABAB...), so
+    that each pair's ratio sees the same machine state. Returns {"base": ..., "variant": ...},
+    each as :func:`measure` returns (``ms`` index i of both is pair i)."""
+    _setup(opts)
+    classes = classes or {}
+    a, b = RowRun(base, opts, classes.get(base.algorithm)), RowRun(spec, opts, classes.get(spec.algorithm))
+    for _ in range(opts.warmup):
+        a.timed_step()
+        b.timed_step()
+    ms_a, ms_b = [], []
+    for _ in range(opts.steps):
+        ms_a.append(a.timed_step())
+        ms_b.append(b.timed_step())
+    return {"base": {"ms": ms_a, **a.memory()}, "variant": {"ms": ms_b, **b.memory()}}

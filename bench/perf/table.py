@@ -15,25 +15,53 @@ TIME_TARGET = {"first": 1.6, "second": 4.0}  # max ratio of ms/step to the base'
 MEMORY_TARGET = 1.5  # max ratio of peak MB to the base's
 
 
+BOOTSTRAP = 2000  # resamples of the pairs for the ratio's interval
+LEVEL = 0.95
+
+
+def paired_ratio(base_ms: list[float], ms: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Median over pairs of ms[i] / base_ms[i], and a percentile bootstrap interval (``LEVEL``,
+    ``BOOTSTRAP`` resamples of the pairs with replacement, seeded) around it: (median, low, high).
+
+    Pairs from one process are not independent (a slow minute slows both rows of several
+    pairs alike, which is what pairing cancels; it can also move many ratios at once), so
+    the interval is a guide to the ratio's noise, not an exact coverage; ``--repeat`` adds
+    pairs from fresh processes."""
+    r = np.asarray(ms, dtype=float) / np.asarray(base_ms, dtype=float)
+    rng = np.random.default_rng(seed)
+    boot = np.median(r[rng.integers(0, r.size, size=(BOOTSTRAP, r.size))], axis=1)
+    lo, hi = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+    return float(np.median(r)), float(lo), float(hi)
+
+
 def summarize(rows: list[RowSpec], results: dict[str, dict]) -> list[dict[str, Any]]:
-    """Table records: medians, IQRs, ratios to the reference row, targets and whether met."""
+    """Table records: medians, IQRs, the paired time ratio to the reference row with its
+    interval (a row with ``base_ms``; a base is 1 against itself), memory ratio, targets and
+    whether met (on the median ratio)."""
     out = []
     by_name = {}
     for spec in rows:
         r = results.get(spec.name, {})
         rec: dict[str, Any] = {"name": spec.name, "rule": spec.rule or "-", "order": spec.order,
                                "reference": spec.reference or "", "error": r.get("error", "")}
-        if "ms" in r and r["ms"]:
+        if r.get("ms"):
             q25, q50, q75 = np.percentile(r["ms"], [25, 50, 75])
             rec.update(ms_median=float(q50), ms_iqr=float(q75 - q25), steps=len(r["ms"]),
                        state_mb=r["state_bytes"] / 2**20, step_mb=r["step_bytes"] / 2**20,
                        peak_mb=(r["state_bytes"] + r["step_bytes"]) / 2**20, holdout=r.get("holdout", 0))
+            if r.get("base_ms"):
+                rec["time_ratio"], rec["ratio_low"], rec["ratio_high"] = paired_ratio(r["base_ms"], r["ms"])
+                rec["pairs"] = len(r["ms"])
+            elif spec.reference == spec.name:
+                rec["time_ratio"] = rec["ratio_low"] = rec["ratio_high"] = 1.0
         by_name[spec.name] = rec
         out.append(rec)
     for rec in out:
         ref = by_name.get(rec["reference"])
-        ok = "ms_median" in rec and ref is not None and "ms_median" in ref
-        rec["time_ratio"] = rec["ms_median"] / ref["ms_median"] if ok else float("nan")
+        ok = "time_ratio" in rec and ref is not None and "ms_median" in ref
+        for k in ("time_ratio", "ratio_low", "ratio_high"):
+            rec[k] = rec.get(k, float("nan")) if ok else float("nan")
+        rec.setdefault("pairs", 0)
         rec["mem_ratio"] = rec["peak_mb"] / ref["peak_mb"] if ok and ref["peak_mb"] > 0 else float("nan")
         limit = TIME_TARGET.get(rec["order"])
         rec["target"] = f"<={limit:g}x, mem<={MEMORY_TARGET:g}x" if limit else "-"
@@ -47,8 +75,26 @@ def summarize(rows: list[RowSpec], results: dict[str, dict]) -> list[dict[str, A
     return out
 
 
+def pair_records(rows: list[RowSpec], results: dict[str, dict]) -> list[dict[str, Any]]:
+    """Every timed pair, one record each: name, reference, repeat, index (within the repeat),
+    base_ms, ms, ratio."""
+    out = []
+    for spec in rows:
+        r = results.get(spec.name, {})
+        base_ms = r.get("base_ms")
+        if not base_ms:
+            continue
+        index: dict[int, int] = {}
+        for rep, b, m in zip(r["repeat"], base_ms, r["ms"]):
+            i = index[rep] = index.get(rep, -1) + 1
+            out.append({"name": spec.name, "reference": spec.reference, "repeat": rep, "index": i,
+                        "base_ms": b, "ms": m, "ratio": m / b})
+    return out
+
+
 def format_table(records: list[dict[str, Any]]) -> str:
-    head = ["name", "rule", "order", "ms/step", "IQR", "x base", "peak MB", "step MB", "x base mem", "target", "met"]
+    head = ["name", "rule", "order", "ms/step", "IQR", "x base", f"{LEVEL:.0%} CI", "pairs", "peak MB", "step MB",
+            "x base mem", "target", "met"]
 
     def num(v, fmt):
         return "-" if v is None or (isinstance(v, float) and v != v) else format(v, fmt)
@@ -56,11 +102,12 @@ def format_table(records: list[dict[str, Any]]) -> str:
     lines = []
     for r in records:
         if r.get("error"):
-            lines.append([r["name"], r["rule"], r["order"], "failed: " + r["error"][:80], "", "", "", "", "", r["target"], "n/a"])
+            lines.append([r["name"], r["rule"], r["order"], "failed: " + r["error"][:80], *[""] * 8, r["target"], "n/a"])
             continue
+        ci = f"{num(r['ratio_low'], '.2f')}-{num(r['ratio_high'], '.2f')}" if r.get("pairs") else "-"
         lines.append([r["name"], r["rule"], r["order"], num(r.get("ms_median"), ".2f"), num(r.get("ms_iqr"), ".2f"),
-                      num(r["time_ratio"], ".2f"), num(r.get("peak_mb"), ".2f"), num(r.get("step_mb"), ".2f"),
-                      num(r["mem_ratio"], ".2f"), r["target"], r["met"]])
+                      num(r["time_ratio"], ".2f"), ci, r.get("pairs", 0) or "-", num(r.get("peak_mb"), ".2f"),
+                      num(r.get("step_mb"), ".2f"), num(r["mem_ratio"], ".2f"), r["target"], r["met"]])
     widths = [max(len(h), *(len(str(l[i])) for l in lines)) if lines else len(h) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     return "\n".join([fmt(head), fmt(["-" * w for w in widths]), *(fmt(l) for l in lines)])
@@ -76,4 +123,5 @@ def environment(opts: Options) -> str:
     return (f"device: {dev}; torch {torch.__version__}; python {platform.python_version()}; threads {opts.threads}; "
             f"flush-denormal {'on' if flush else 'unsupported'}\n"
             f"dataset {opts.dataset}, network {opts.network}, {opts.n_labels} labels, batch {opts.batch_labeled} labeled + "
-            f"{opts.batch_unlabeled} unlabeled (+ hold-out where a rule asks); {opts.warmup} warm-up + {opts.steps} timed steps")
+            f"{opts.batch_unlabeled} unlabeled (+ hold-out where a rule asks); {opts.warmup} warm-up + {opts.steps} timed steps "
+            f"per process; a variant timed in pairs with its base (base step, variant step, ...) in one process")
