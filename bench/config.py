@@ -59,7 +59,7 @@ class OptimConfig:
 #: at these defaults, so every config that existed before them keeps its run id.
 _IDENTITY_OPTIONAL = {"milestones": (), "gamma": 0.1}
 #: the same for RunConfig's own later fields
-_RUN_IDENTITY_OPTIONAL = {"n_test": None}
+_RUN_IDENTITY_OPTIONAL = {"n_test": None, "precision": "fp32", "compile": False}
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class RunConfig:
     deviation that suites record in ``protocol_notes``.
     ``ema_decay`` is the evaluation EMA of the weights (all methods are evaluated on it and
     on the raw weights). ``hparams`` are the algorithm's own (see ``algorithms``).
+    ``precision`` (``fp32`` / ``bf16`` autocast of the network's forward) and ``compile``
+    (``torch.compile`` of the network) change how the network computes (``bench.run_options``);
+    part of the identity when set, left out of it at their defaults.
     """
 
     dataset: str
@@ -93,6 +96,8 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     hparams: dict[str, Any] = field(default_factory=dict)
     workers: int = 1
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
     suite: str = "custom"
     preset: str = ""
     protocol_notes: str = ""

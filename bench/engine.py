@@ -12,16 +12,11 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
-import platform
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 import datasets
 from algorithms import Algorithm, Batch, Comm, HoldoutSpec, Stepper, TrainContext, get_algorithm, make_comm
@@ -32,6 +27,9 @@ from datasets.augment import strong_augment_for, weak_augment_for
 from results import ResultsDirError, ResultStore, last_k_median
 
 from .config import RunConfig, RunEnv
+from .environment import environment_columns
+from .evaluate import evaluate
+from .run_options import compile_network, set_precision
 from .sampling import EpochSampler, balanced_subset
 from .step_stats import StepStats
 
@@ -98,40 +96,6 @@ def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, comm: Comm, batch_size: int = 1024) -> tuple[float, float]:
-    """(error rate, mean cross-entropy) of ``model`` in eval mode on x [N, ...], y [N].
-
-    Each worker evaluates its contiguous slice; sums are all-reduced.
-    """
-    was = model.training
-    model.eval()
-    idx = torch.tensor_split(torch.arange(x.shape[0]), comm.world_size)[comm.rank]
-    wrong = torch.zeros((), dtype=torch.float64, device=x.device)
-    loss = torch.zeros((), dtype=torch.float64, device=x.device)
-    for chunk in idx.split(batch_size):
-        logits = model(x[chunk])
-        wrong += (logits.argmax(1) != y[chunk]).sum()
-        loss += F.cross_entropy(logits.float(), y[chunk], reduction="sum").double()
-    model.train(was)
-    totals = comm.all_reduce_sum(torch.stack([wrong, loss]))
-    n = max(1, x.shape[0])
-    return float(totals[0]) / n, float(totals[1]) / n
-
-
-def environment_columns(device: torch.device, workers: int) -> dict:
-    """Library versions and hardware recorded with every run."""
-    import ray  # versions only; the engine does not need Ray to run
-
-    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
-    return {
-        "python_version": platform.python_version(), "torch_version": torch.__version__,
-        "ray_version": ray.__version__, "numpy_version": np.__version__,
-        "hostname": socket.gethostname(), "device": gpu or f"cpu ({platform.processor() or platform.machine()})",
-        "cpu_count": os.cpu_count() or 1, "workers": workers,
-    }
-
-
 class Run:
     """State of one run in progress (kept together so checkpoints can save and restore it).
 
@@ -162,7 +126,7 @@ class Run:
             self.x_u = self.x_l[:0]
 
         torch.manual_seed(cfg.seed)  # same initial weights on every worker
-        self.model = build_network(cfg.network, info.input_shape, info.num_classes).to(device)
+        self.model = set_precision(build_network(cfg.network, info.input_shape, info.num_classes).to(device), cfg.precision)
         # One generator for batches, augmentation and MixUp, seeded alike on every worker.
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
         ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator,
@@ -171,6 +135,7 @@ class Run:
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
         self.stepper = Stepper(self.model, self.optimizer, self.scheduler, comm)
         self.eval_ema = WeightEMA(self.model, cfg.ema_decay)
+        compile_network(self.model, cfg.compile)  # after every copy of it (teachers, EMA) was taken
         self.sample_l = EpochSampler(self.x_l.shape[0], cfg.batch_labeled, self.generator)
         self.sample_u = EpochSampler(max(1, self.x_u.shape[0]), cfg.batch_unlabeled, self.generator) if algo_cls.uses_unlabeled else None
         self.sample_h = self._holdout_sampler(algo_cls.holdout_spec(hp))
@@ -365,6 +330,7 @@ def _base_row(cfg: RunConfig, run_id: str) -> dict:
         "protocol_notes": cfg.protocol_notes, "val_protocol": cfg.val_protocol, "preset": cfg.preset,
         "batch_labeled": cfg.batch_labeled, "batch_unlabeled": cfg.batch_unlabeled, "ema_decay": cfg.ema_decay,
         "optimizer": cfg.optim.name, "lr": cfg.optim.lr, "eval_every": cfg.eval_every,
+        "precision": cfg.precision, "compile": cfg.compile,
     }
     row.update({f"hp_{k}": v for k, v in cfg.hparams.items()})
     return row

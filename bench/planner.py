@@ -56,6 +56,9 @@ class PlanRequest:
     allow_missing_presets: bool = False
     #: a plan only: dataset files are not needed
     dry_run: bool = False
+    #: every run's network precision and compilation (``RunConfig.precision`` / ``compile``)
+    precision: str = "fp32"
+    compile: bool = False
 
 
 @dataclass
@@ -172,6 +175,8 @@ def _configs(req: PlanRequest) -> tuple[list[RunConfig], list | None]:
         configs = apply_search(configs, req.config_from, req.results_dir)
     if req.hp:
         configs = apply_hp(configs, dict(req.hp))
+    if req.precision != "fp32" or req.compile:
+        configs = [dataclasses.replace(c, precision=req.precision, compile=req.compile) for c in configs]
     if SUITES[req.suite].dense_evals:  # presets and --steps change budgets: keep 20 evaluations in the last half
         configs = [dataclasses.replace(c, eval_every=dense_eval_every(c.steps, c.eval_every, c.eval_last_k))
                    for c in configs]

@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "--hp meta_method=approx --hp threshold=0.9; applied after presets; old option names still work, with a warning")
     p.add_argument("--network", help="override the recipes' network (see --list)")
     p.add_argument("--steps", type=int, help="override every run's step budget (recorded as a protocol deviation)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: the network's forward under bfloat16 autocast (float32 weights, gradients and losses); "
+                        "recorded with each run and part of its identity (docs/benchmarks.md)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the student network (teachers and the evaluation EMA stay eager); recorded "
+                        "with each run and part of its identity")
     p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",
                    help="validation split: as scarce as the labels, or the papers' size (e.g. 5,000 for CIFAR)")
     p.add_argument("--workers", type=int, default=1, help="Ray Train data-parallel workers per run (global batch fixed)")
@@ -92,7 +98,8 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
                        steps=args.steps, val_protocol=args.val_protocol, workers=args.workers,
                        gpus_per_worker=args.gpus_per_worker, results_dir=args.results_dir,
                        data_root=args.data_root, download=args.download, protocols=tup(args.protocol),
-                       allow_missing_presets=args.allow_missing_presets, dry_run=args.dry_run)
+                       allow_missing_presets=args.allow_missing_presets, dry_run=args.dry_run,
+                       precision=args.precision, compile=args.compile)
 
 
 def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:

@@ -94,6 +94,8 @@ RUNS_OPTIONAL: dict[str, pa.DataType] = {
     "n_val": pa.int64(),
     "n_unlabeled": pa.int64(),
     "worker_param_divergence": pa.float64(),
+    "precision": pa.string(),  # RunConfig.precision: fp32 / bf16 (rows before it: null, i.e. fp32)
+    "compile": pa.bool_(),  # RunConfig.compile: the network torch.compile'd (rows before it: null, i.e. off)
 }
 
 EVALS_REQUIRED: dict[str, pa.DataType] = {
@@ -214,6 +216,10 @@ def _coerce(name: str, value: Any, typ: pa.DataType, where: str) -> Any:
         if name in _FRACTIONS and math.isfinite(v) and not 0.0 <= v <= 1.0:
             raise ValueError(f"{where}: column {name!r} is an error fraction and must be in [0, 1], got {v}")
         return v
+    if pa.types.is_boolean(typ):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{where}: column {name!r} must be bool, got {type(value).__name__} ({value!r:.60})")
+        return bool(value)
     raise AssertionError(f"unhandled type {typ}")  # pragma: no cover
 
 

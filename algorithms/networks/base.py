@@ -27,12 +27,20 @@ class FeatureClassifier(nn.Module):
     classifier: nn.Linear
     num_features: int
     num_classes: int
+    #: None: float32 throughout; a dtype (torch.bfloat16): ``forward`` runs under autocast to it
+    #: and returns float32 logits, so losses and their gradients' accumulation stay in float32.
+    #: An instance attribute when set, so copies (EMA teachers) inherit it.
+    autocast_dtype: torch.dtype | None = None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        if self.autocast_dtype is None:
+            return self.classifier(self.features(x))
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            logits = self.classifier(self.features(x))
+        return logits.float()
 
 
 def init_weights(module: nn.Module, negative_slope: float = 0.1) -> None:
