@@ -161,7 +161,7 @@ class MetaSemi(Algorithm[MetaSemiHparams]):
         d = directional_derivatives(self.model, losses.soft_cross_entropy, u_mix, u_targets, v, hp.meta_bn,
                                     hp.meta_method)
         r = self.raw_weights(d)
-        total, kept = comm.all_reduce_sum(torch.stack([r.sum(), (r > 0).to(r.dtype).sum()])).tolist()
+        total, kept = comm.all_reduce_sum(torch.stack([r.sum(), (r > 0).to(r.dtype).sum()])).unbind()
         n_global = r.shape[0] * comm.world_size
         with_labeled = hp.labeled_weight > 0
         parts = ([x_mix] if with_labeled else []) + [u_mix] + ([u_ict] if ict_on else [])
@@ -170,15 +170,15 @@ class MetaSemi(Algorithm[MetaSemiHparams]):
         n_um = u_mix.shape[0]
         per_u = losses.soft_cross_entropy(logits[n_l:n_l + n_um], u_targets)
         # sum_j r_j L_j / sum_j r_j over the global batch, as this worker's share of a mean over workers.
-        loss_u = (r * per_u).sum() * comm.world_size / (total if total > 0 else 1.0)
+        loss_u = (r * per_u).sum() * comm.world_size / torch.where(total > 0, total, 1.0)
         if with_labeled:
             loss_l = hp.labeled_weight * losses.soft_cross_entropy(logits[:n_l], y_mix).mean()
         else:
             loss_l = torch.zeros((), dtype=per_u.dtype, device=per_u.device)
-        diag = {"kept_fraction": kept / n_global}
+        diag = {"kept_fraction": kept.double() / n_global}  # tensors throughout: the step reads nothing
         if ict_on:  # Eq. 14: L_meta + w L_consistency
             loss_ict = losses.softmax_squared_error(logits[n_l + n_um:], z_ict).mean()
-            diag.update(loss_meta=float(loss_u.detach()), loss_ict=float(loss_ict.detach()))
+            diag.update(loss_meta=loss_u.detach(), loss_ict=loss_ict.detach())
             loss_u = loss_u + hp.ict_weight * loss_ict
         return LossTerms(loss_l, loss_u, 1.0, diag)
 

@@ -126,16 +126,16 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
             _, d = jvp(losses_at, (params,), (v,))
             return d.detach()
         if method == "fd":
-            norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v.values())).item()
-            if norm == 0.0:  # zeros shaped like the per-sample quantity ([B], or [B, C] for logits)
-                with torch.no_grad():
-                    return torch.zeros_like(loss_fn(_forward(model, params, buffers, x), targets))
-            eps = eps_scale / norm
+            # eps is a 0-dim device tensor, so the step never waits for ||v||; a zero v gives zeros
+            # shaped like the per-sample quantity ([B], or [B, C] for logits)
+            norm = torch.sqrt(sum((t.double() ** 2).sum() for t in v.values()))
+            some = norm > 0
+            eps = eps_scale / torch.where(some, norm, 1.0)
             with torch.no_grad(), same_randomness(x.device) as again:
                 plus = loss_fn(_forward(model, {n: p + eps * v[n] for n, p in params.items()}, buffers, x), targets)
                 again()  # dropout (or shake-shake) must draw the same masks in both forwards
                 minus = loss_fn(_forward(model, {n: p - eps * v[n] for n, p in params.items()}, buffers, x), targets)
-            return (plus - minus) / (2 * eps)
+            return torch.where(some, (plus - minus) / (2 * eps), torch.zeros_like(plus))
     raise ValueError(f"unknown meta-gradient method {method!r}: choose jvp or fd")
 
 

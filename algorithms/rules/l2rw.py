@@ -27,7 +27,6 @@ Diagnostics: ``positive_fraction`` (share of samples with d_j > 0), ``weight_ent
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -65,12 +64,12 @@ class LearningToReweight(ReweightRule[L2RWHparams]):
         r = positive_part_weights(d)
         r_log_r = torch.where(r > 0, r * torch.log(torch.where(r > 0, r, torch.ones_like(r))), torch.zeros_like(r))
         total, sq, rlr, pos = comm.all_reduce_sum(
-            torch.stack([r.sum(), (r * r).sum(), r_log_r.sum(), (r > 0).to(r.dtype).sum()]).double()).tolist()
+            torch.stack([r.sum(), (r * r).sum(), r_log_r.sum(), (r > 0).to(r.dtype).sum()]).double()).unbind()
         n = r.shape[0] * comm.world_size
-        diag = {"positive_fraction": pos / n}
-        if total <= 0:
-            diag.update(weight_entropy=0.0, ess_fraction=0.0)
-            return torch.zeros_like(r), diag
+        # All on the device (the step reads nothing); a zero sum gives zero weights and statistics.
+        some = total > 0
+        safe = torch.where(some, total, 1.0)
         # with p_j = r_j / S: H = log S - sum r log r / S, sum p^2 = sum r^2 / S^2 (one all-reduce)
-        diag.update(weight_entropy=math.log(total) - rlr / total, ess_fraction=total * total / sq / n)
-        return r / total, diag
+        diag = {"positive_fraction": pos / n, "weight_entropy": torch.where(some, torch.log(safe) - rlr / safe, 0.0),
+                "ess_fraction": torch.where(some, safe * safe / torch.where(some, sq, 1.0) / n, 0.0)}
+        return torch.where(some, r / safe, torch.zeros_like(r)), diag

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from .. import losses
 from ..base import Batch, LossTerms, StepInputs
 from ..hparams import method_field, require
+from ..host import host_values
 from ..meta import directional_derivatives, functional_forward, global_loss_gradient, parameters_of, virtual_sgd_step
 from ..meta.functional import squared_norm
 from ..meta.rule import LossRule, StepInfo, register_rule
@@ -93,7 +94,7 @@ class MetaGradHparams:
 def sample_betas(gamma: float, n: int, generator: torch.Generator) -> np.ndarray:
     """n i.i.d. draws of Beta(gamma, gamma) from the shared generator (one torch draw seeds a
     numpy sampler, as :func:`algorithms.mixup.sample_beta`), identical on every worker. -> [n]."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    seed = host_values(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))[0]
     return np.random.default_rng(seed).beta(gamma, gamma, size=n)
 
 
@@ -177,8 +178,7 @@ class MetaGrad(LossRule[MetaGradHparams]):
             # W dG/dy with G the global mean; times b_u = B_u / W undoes the 1/B_u of loss_u's mean.
             return gy.detach() * x_u.shape[0]
         v = global_loss_gradient(model, losses.soft_cross_entropy, x_l, y_l, hp.meta_bn, comm)
-        if float(squared_norm(v.values())) == 0.0:
-            return torch.zeros_like(y_u)
+        flat = squared_norm(v.values()) == 0  # no labeled gradient: no correction (decided on the device)
 
         def dloss_dy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
             # dl_i/dy_i [b, C]: closed form for the paper's MSE, else a function transform (jvp composes with it)
@@ -190,7 +190,7 @@ class MetaGrad(LossRule[MetaGradHparams]):
                                     eps_scale=hp.meta_grad_eps_scale)
         if method == "fd" and hp.meta_grad_fd_divisor == "eps":
             d = 2 * d
-        return -alpha * d
+        return torch.where(flat, torch.zeros_like(y_u), -alpha * d)
 
     def mixed_batch(self, s: StepInputs, y_l: torch.Tensor, y_hat: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """This worker's shard of the globally mixed batch: (x_in [n, ...], y_in [n, C], lam [N]),

@@ -48,8 +48,9 @@ class MetaSemiRule(ReweightRule[MetaSemiRuleHparams]):
         comm = self.algo.ctx.comm
         w = sign_weights(d)
         used = (mask > 0).to(d.dtype)
-        kept, kept_used, n_used = comm.all_reduce_sum(torch.stack([w.sum(), (w * used).sum(), used.sum()])).tolist()
+        counts = comm.all_reduce_sum(torch.stack([w.sum(), (w * used).sum(), used.sum()]))
+        kept, kept_used, n_used = counts.double().unbind()  # exact counts; double ratios as Python's
         n = w.shape[0] * comm.world_size
-        diag = {"kept_fraction": kept_used / n_used if n_used > 0 else 1.0, "kept_fraction_all": kept / n}
+        diag = {"kept_fraction": torch.where(n_used > 0, kept_used / n_used, 1.0), "kept_fraction_all": kept / n}
         # sum_j w_j L_j / sum_j w_j over the global batch: this worker's share is scaled by world_size later
-        return w / max(kept, 1.0), diag
+        return w / counts[0].clamp(min=1.0), diag
