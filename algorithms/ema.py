@@ -31,10 +31,13 @@ class WeightEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        for ema_p, p in zip(self.model.parameters(), model.parameters()):
-            ema_p.mul_(d).add_(p.detach(), alpha=1.0 - d)
-        for ema_b, b in zip(self.model.buffers(), model.buffers()):
-            ema_b.copy_(b)
+        # multi-tensor ops: the per-tensor loop's values, one kernel per operation
+        ema_params = list(self.model.parameters())
+        torch._foreach_mul_(ema_params, d)
+        torch._foreach_add_(ema_params, [p.detach() for p in model.parameters()], alpha=1.0 - d)
+        ema_buffers, buffers = list(self.model.buffers()), list(model.buffers())
+        if ema_buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
         self.updates += 1
 
     def state_dict(self) -> dict:

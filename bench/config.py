@@ -59,7 +59,7 @@ class OptimConfig:
 #: at these defaults, so every config that existed before them keeps its run id.
 _IDENTITY_OPTIONAL = {"milestones": (), "gamma": 0.1}
 #: the same for RunConfig's own later fields
-_RUN_IDENTITY_OPTIONAL = {"n_test": None, "precision": "fp32", "compile": False}
+_RUN_IDENTITY_OPTIONAL = {"n_test": None, "precision": "fp32", "compile": False, "channels_last": False}
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class RunConfig:
     ``precision`` (``fp32`` / ``bf16`` autocast of the network's forward) and ``compile``
     (``torch.compile`` of the network) change how the network computes (``bench.run_options``);
     part of the identity when set, left out of it at their defaults.
+    ``channels_last``: the network's 4-d weights (hence its activations) in channels-last
+    memory format (NHWC), a speed option for convolutional networks (oneDNN on CPU, tensor
+    cores on GPUs; ``docs/performance.md``): the same network and arithmetic up to float
+    rounding (another summation order in the convolutions), so it is part of the identity when set (left out of it when off).
     """
 
     dataset: str
@@ -98,6 +102,7 @@ class RunConfig:
     workers: int = 1
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    channels_last: bool = False
     suite: str = "custom"
     preset: str = ""
     protocol_notes: str = ""

@@ -59,6 +59,8 @@ class PlanRequest:
     #: every run's network precision and compilation (``RunConfig.precision`` / ``compile``)
     precision: str = "fp32"
     compile: bool = False
+    #: every run's network in channels-last memory format (``RunConfig.channels_last``)
+    channels_last: bool = False
 
 
 @dataclass
@@ -177,6 +179,8 @@ def _configs(req: PlanRequest) -> tuple[list[RunConfig], list | None]:
         configs = apply_hp(configs, dict(req.hp))
     if req.precision != "fp32" or req.compile:
         configs = [dataclasses.replace(c, precision=req.precision, compile=req.compile) for c in configs]
+    if req.channels_last:
+        configs = [dataclasses.replace(c, channels_last=True) for c in configs]
     if SUITES[req.suite].dense_evals:  # presets and --steps change budgets: keep 20 evaluations in the last half
         configs = [dataclasses.replace(c, eval_every=dense_eval_every(c.steps, c.eval_every, c.eval_last_k))
                    for c in configs]

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the student network (teachers and the evaluation EMA stay eager); recorded "
                         "with each run and part of its identity")
+    p.add_argument("--channels-last", action="store_true",
+                   help="networks in channels-last memory format (faster convolutions, float-rounding differences "
+                        "only; recorded with each run, see docs/performance.md)")
     p.add_argument("--val-protocol", choices=["scarce", "paper"], default="scarce",
                    help="validation split: as scarce as the labels, or the papers' size (e.g. 5,000 for CIFAR)")
     p.add_argument("--workers", type=int, default=1, help="Ray Train data-parallel workers per run (global batch fixed)")
@@ -99,7 +102,7 @@ def request_from_args(args: argparse.Namespace) -> PlanRequest:
                        gpus_per_worker=args.gpus_per_worker, results_dir=args.results_dir,
                        data_root=args.data_root, download=args.download, protocols=tup(args.protocol),
                        allow_missing_presets=args.allow_missing_presets, dry_run=args.dry_run,
-                       precision=args.precision, compile=args.compile)
+                       precision=args.precision, compile=args.compile, channels_last=args.channels_last)
 
 
 def plan(args: argparse.Namespace) -> tuple[list[RunConfig], RunEnv]:

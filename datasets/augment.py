@@ -108,18 +108,27 @@ def translate_flip(x: torch.Tensor, pixels: int, flip: bool, generator: torch.Ge
 
     Image i is ``padded[i, :, dy:dy+H, dx:dx+W]`` with dy, dx uniform in {0..2k}, k = min(pixels, H-1, W-1)
     (reflect padding needs k < size). Draws: dy [B], dx [B] (if k > 0), then flip coins [B] (if flip).
+    Crop and mirror are one gather from the padded batch (row dy + r, column dx + c, or dx + W-1-c
+    for a mirrored image): no per-image copies.
     """
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     k = min(pixels, h - 1, w - 1)
+    if k <= 0 and not flip:
+        return x
+    dev = x.device
+    rows = torch.arange(h, device=dev).expand(b, h)
+    cols = torch.arange(w, device=dev).expand(b, w)
+    src = x
     if k > 0:
-        dy = host_values(_draw((b,), generator, "int", 2 * k + 1))
-        dx = host_values(_draw((b,), generator, "int", 2 * k + 1))
-        padded = TF.pad(x, [k, k, k, k], padding_mode="reflect")
-        x = torch.stack([TF.crop(padded[i], dy[i], dx[i], h, w) for i in range(b)])
+        dy = _draw((b,), generator, "int", 2 * k + 1).to(dev)
+        dx = _draw((b,), generator, "int", 2 * k + 1).to(dev)
+        src = TF.pad(x, [k, k, k, k], padding_mode="reflect")
+        rows, cols = rows + dy[:, None], cols + dx[:, None]
     if flip:
-        coins = _draw((b,), generator, "uniform") < 0.5
-        x = torch.where(coins.to(x.device)[:, None, None, None], TF.horizontal_flip(x), x)
-    return x
+        coins = (_draw((b,), generator, "uniform") < 0.5).to(dev)
+        cols = torch.where(coins[:, None], cols.flip(1), cols)
+    return src[torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None],
+               rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def make_augment(spec: AugmentSpec) -> Augment:

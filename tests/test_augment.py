@@ -255,3 +255,29 @@ def test_cuda_input_with_cpu_generator_matches_cpu(name):
         cpu = aug(x, gen(1))
         cuda = aug(x.cuda(), gen(1))
         assert cuda.is_cuda and torch.allclose(cuda.cpu(), cpu, atol=1e-4)
+
+
+def _translate_flip_per_image(x, pixels, flip, generator):
+    """The per-image implementation translate_flip replaced (pad, crop each image, stack, flip)."""
+    b, _, h, w = x.shape
+    k = min(pixels, h - 1, w - 1)
+    if k > 0:
+        dy = torch.randint(0, 2 * k + 1, (b,), generator=generator).tolist()
+        dx = torch.randint(0, 2 * k + 1, (b,), generator=generator).tolist()
+        padded = TF.pad(x, [k, k, k, k], padding_mode="reflect")
+        x = torch.stack([TF.crop(padded[i], dy[i], dx[i], h, w) for i in range(b)])
+    if flip:
+        coins = torch.rand((b,), generator=generator) < 0.5
+        x = torch.where(coins[:, None, None, None], TF.horizontal_flip(x), x)
+    return x
+
+
+@pytest.mark.parametrize("shape,pixels,flip", [((3, 32, 32), 4, True), ((3, 32, 32), 4, False), ((1, 8, 8), 1, False),
+                                               ((1, 8, 8), 0, True), ((3, 5, 7), 12, True), ((3, 9, 9), 0, False)])
+def test_translate_flip_gather_equals_per_image_crops(shape, pixels, flip):
+    """The one-gather crop/mirror gives the per-image crops bit for bit, from the same draws
+    (training numbers do not move), and leaves the generator where they left it."""
+    x = torch.randn((16, *shape), generator=gen(0))
+    g1, g2 = gen(5), gen(5)
+    assert torch.equal(A.translate_flip(x, pixels, flip, g1), _translate_flip_per_image(x, pixels, flip, g2))
+    assert torch.equal(torch.rand(3, generator=g1), torch.rand(3, generator=g2))

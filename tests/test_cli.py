@@ -163,3 +163,12 @@ def test_connect_timeout_is_checked_and_documented(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "--connect-timeout" in capsys.readouterr().out
+
+
+def test_channels_last_flag_reaches_every_config(tmp_path):
+    from bench.run import build_parser, plan
+
+    plain, _ = plan(build_parser().parse_args(["--suite", "smoke", "--results-dir", str(tmp_path)]))
+    fast, _ = plan(build_parser().parse_args(["--suite", "smoke", "--channels-last", "--results-dir", str(tmp_path)]))
+    assert plain and not any(c.channels_last for c in plain) and all(c.channels_last for c in fast)
+    assert {c.run_id for c in plain}.isdisjoint({c.run_id for c in fast})  # a different run, not a rerun

@@ -85,7 +85,8 @@ def test_wrn28_2_parameter_count():
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert bns and all(m.momentum == 0.001 for m in bns)
     lrelus = [m for m in model.modules() if isinstance(m, nn.LeakyReLU)]
-    assert lrelus and all(m.negative_slope == 0.1 and not m.inplace for m in lrelus)
+    # in place on the fresh BatchNorm outputs (see test_wrn_inplace_activations_change_nothing)
+    assert lrelus and all(m.negative_slope == 0.1 and m.inplace for m in lrelus)
     assert model.num_features == 128
 
 
@@ -193,6 +194,43 @@ def test_second_order_through_cnn_small():
     outer = nn.functional.cross_entropy(functional_call(model, new, (x,)), y)
     outer.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def _out_of_place(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.LeakyReLU):
+            m.inplace = False
+    return model
+
+
+def test_wrn_inplace_activations_change_nothing():
+    """WRN's in-place LeakyReLUs against the same network out of place (float64, train-mode BN):
+    identical logits, parameter gradients, BN statistics, jvp, and second-order meta-gradient."""
+    torch.manual_seed(0)
+    inplace = build_network("wrn28_2", (3, 8, 8), 4).double()
+    ref = _out_of_place(build_network("wrn28_2", (3, 8, 8), 4).double())
+    ref.load_state_dict(inplace.state_dict())
+    x, y = torch.randn(5, 3, 8, 8, dtype=torch.double), torch.tensor([0, 1, 2, 3, 0])
+    tangent = {k: torch.randn_like(v) for k, v in inplace.named_parameters()}
+
+    def everything(model):
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters()]
+        params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+        # the buffers are updated by the forward above; functional calls below use batch statistics
+        buffers = {k: None if "running" in k or "num_batches" in k else v for k, v in model.named_buffers()}
+        _, dout = jvp(lambda p: functional_call(model, (p, buffers), (x,), strict=False), (params,), (tangent,))
+        inner = nn.functional.cross_entropy(functional_call(model, (params, buffers), (x,), strict=False), y)
+        g = torch.autograd.grad(inner, list(params.values()), create_graph=True)
+        stepped = {k: v - 0.1 * gk for (k, v), gk in zip(params.items(), g)}
+        outer = nn.functional.cross_entropy(functional_call(model, (stepped, buffers), (x,), strict=False), y)
+        second = torch.autograd.grad(outer, list(params.values()))
+        return [loss.detach(), *grads, *model.buffers(), dout, *second]
+
+    for a, b in zip(everything(inplace), everything(ref), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_unknown_name_raises_one_line_listing_names():

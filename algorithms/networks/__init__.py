@@ -7,6 +7,7 @@ Public API::
     build_network(name, input_shape, num_classes) -> nn.Module
     check_network(name, input_shape) -> None
     count_parameters(model) -> int
+    set_memory_format(model, channels_last) -> nn.Module
 
 ``input_shape`` excludes the batch dimension: ``(D,)`` for vectors,
 ``(C, H, W)`` for images.  Every built network exposes
@@ -41,6 +42,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
 from torch import nn
 
 from .base import FeatureClassifier
@@ -54,7 +56,7 @@ from .wrn import WideResNet
 
 __all__ = [
     "NETWORKS", "NetworkSpec", "list_networks", "build_network", "check_network",
-    "count_parameters", "FeatureClassifier", "MLP242", "MLP", "SmallCNN", "CNN13",
+    "count_parameters", "set_memory_format", "FeatureClassifier", "MLP242", "MLP", "SmallCNN", "CNN13",
     "WideResNet",
 ]
 
@@ -226,3 +228,14 @@ def build_network(name: str, input_shape: tuple[int, ...], num_classes: int) -> 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (elements) of ``model`` (buffers excluded)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def set_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
+    """``model`` with its 4-d weights in channels-last (NHWC) memory format if ``channels_last``
+    (a no-op for networks without convolutions); returned unchanged otherwise.
+
+    Convolutions given an NHWC weight run, and return, NHWC whatever their input's layout, so
+    the inputs need no conversion; every layer computes the same function (summation order,
+    hence float rounding, may differ). The run option ``RunConfig.channels_last``.
+    """
+    return model.to(memory_format=torch.channels_last) if channels_last else model

@@ -8,8 +8,10 @@ approximation, journal version Eq. 6): every network exposes
 * ``forward(x) = classifier(features(x))`` -- logits ``[B, num_classes]``,
 * ``num_features`` (F) and ``num_classes`` attributes.
 
-No network uses in-place operations, so ``torch.func.functional_call``,
-``torch.func.jvp``/``vjp`` and double backward work through them.
+In-place operations appear only where nothing else reads the overwritten
+tensor (WRN's LeakyReLU on the fresh output of its BatchNorm), so
+``torch.func.functional_call``, ``torch.func.jvp``/``vjp`` and double backward
+work through every network (``tests/test_networks.py`` checks them on WRN too).
 """
 from __future__ import annotations
 
