@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import io
-import math
 import os
 import platform
 import statistics
@@ -46,183 +44,16 @@ import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from .cli_errors import UsageError, fail, make_parser
 from .paired_timing import interleaved_times, median_ratio
+from .usb_steps import BASES, BaseSpec, make_views, network_check, network_pass, ours_step, usb_step
 
 PROG = "bench.usb_compare"
 TARGET = 0.85  # issue 14: our base steps at <= 0.85x USB's
-
-
-@dataclass(frozen=True)
-class BaseSpec:
-    """One base method on both sides. ``second_view``: what USB's loader gives as ``x_ulb_s``
-    for it (a strong view for FixMatch, a second weak view for MixMatch and Mean Teacher)."""
-
-    ours: str
-    usb: str
-    batch_labeled: int
-    batch_unlabeled: int
-    second_view: str
-    usb_config: dict = field(default_factory=dict)
-    paper_batch: str = ""
-
-
-# Batches scaled down for CPU from the papers' (the USB configs use the same 64 labeled).
-BASES: dict[str, BaseSpec] = {
-    "fixmatch": BaseSpec("fixmatch", "fixmatch", 16, 48, "strong", {"ulb_loss_ratio": 1.0},
-                         "paper: 64 + 7 x 64 unlabeled x 2 views"),
-    "mixmatch": BaseSpec("mixmatch", "mixmatch", 32, 32, "weak",
-                         {"ulb_loss_ratio": 100.0, "mixup_alpha": 0.5, "T": 0.5, "unsup_warm_up": 1 / 64},
-                         "paper: 64 + 64 unlabeled x K=2 views"),
-    "mean_teacher": BaseSpec("mean_teacher", "meanteacher", 32, 32, "weak",
-                             {"ulb_loss_ratio": 50.0, "unsup_warm_up": 0.4},
-                             "USB config: 64 + 64 unlabeled, student and teacher views"),
-}
-TOTAL_STEPS = 2 ** 20  # USB's classic configs (1,048,576 iterations); sets the schedules only
-
-
-@dataclass
-class Views:
-    """One step's inputs: x_lb [B_l, 3, 32, 32], y_lb [B_l], x_ulb_w / x_ulb_s [B_u, 3, 32, 32]
-    (augmented), and the raw x_l / x_u they came from (for ``--with-augment``)."""
-
-    x_l: torch.Tensor
-    x_u: torch.Tensor
-    x_lb: torch.Tensor
-    y_lb: torch.Tensor
-    x_ulb_w: torch.Tensor
-    x_ulb_s: torch.Tensor
-
-
-def make_views(spec: BaseSpec, count: int, seed: int) -> list[Views]:
-    """``count`` steps' inputs: CIFAR-10-normalised random pixels, augmented with our CIFAR-10
-    weak (and, for FixMatch's second view, strong) augmentation."""
-    from datasets.augment import WEAK, strong_augment_for, weak_augment_for
-
-    g = torch.Generator().manual_seed(seed)
-    stats = WEAK["cifar10"]
-    mean, std = torch.tensor(stats.mean)[:, None, None], torch.tensor(stats.std)[:, None, None]
-    weak, strong = weak_augment_for("cifar10"), strong_augment_for("cifar10")
-    second = strong if spec.second_view == "strong" else weak
-    out = []
-    for _ in range(count):
-        x_l = (torch.rand((spec.batch_labeled, 3, 32, 32), generator=g) - mean) / std
-        x_u = (torch.rand((spec.batch_unlabeled, 3, 32, 32), generator=g) - mean) / std
-        y = torch.randint(0, 10, (spec.batch_labeled,), generator=g)
-        out.append(Views(x_l, x_u, weak(x_l, g), y, weak(x_u, g), second(x_u, g)))
-    return out
-
-
-class Replay:
-    """An augmentation returning prepared views in call order: ours sees USB's inputs."""
-
-    def __init__(self) -> None:
-        self.queue: list[torch.Tensor] = []
-
-    def load(self, views: list[torch.Tensor]) -> None:
-        if self.queue:
-            raise RuntimeError(f"{len(self.queue)} prepared views were not used by the last step")
-        self.queue = list(views)
-
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        del generator
-        view = self.queue.pop(0)
-        if view.shape != x.shape:
-            raise RuntimeError(f"replayed view {tuple(view.shape)} for a batch {tuple(x.shape)}")
-        return view
-
-
-def replay_order(base: str, v: Views) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(weak, strong) views in the order our method asks for them, matching USB's roles."""
-    if base == "fixmatch":  # views(x_l), views(x_u), strong_views(x_u)
-        return [v.x_lb, v.x_ulb_w], [v.x_ulb_s]
-    if base == "mixmatch":  # augment(x_l), then K = 2 views of x_u
-        return [v.x_lb, v.x_ulb_w, v.x_ulb_s], []
-    # BaseMethod.prepare: views(x_l), the student's view, the teacher's view (USB: student on
-    # x_ulb_s, EMA teacher on x_ulb_w)
-    return [v.x_lb, v.x_ulb_s, v.x_ulb_w], []
-
-
-def ours_step(base: str, spec: BaseSpec, views: list[Views], channels_last: bool, augment: bool,
-              seed: int) -> Callable[[int], None]:
-    """Our step for ``views[i % len(views)]``: what bench.engine does per iteration."""
-    from algorithms import Batch, Comm, Stepper, TrainContext, get_algorithm
-    from algorithms.ema import WeightEMA
-    from algorithms.networks import build_network, set_memory_format
-    from datasets.augment import strong_augment_for, weak_augment_for
-
-    from .config import RunConfig
-    from .engine import make_optimizer
-
-    cfg = RunConfig(dataset="cifar10", algorithm=spec.ours, network="wrn28_2", n_labels=40, steps=TOTAL_STEPS,
-                    batch_labeled=spec.batch_labeled, batch_unlabeled=spec.batch_unlabeled,
-                    channels_last=channels_last, seed=seed)
-    torch.manual_seed(seed)
-    model = set_memory_format(build_network(cfg.network, (3, 32, 32), 10), cfg.channels_last)
-    weak, strong = (weak_augment_for("cifar10"), strong_augment_for("cifar10")) if augment else (Replay(), Replay())
-    generator = torch.Generator().manual_seed(seed)
-    ctx = TrainContext(10, cfg.steps, Comm(), weak, generator, num_unlabeled=spec.batch_unlabeled * len(views),
-                       strong_augment=strong)
-    algo = get_algorithm(cfg.algorithm)(model, cfg.typed_hparams(), ctx)
-    optimizer, scheduler = make_optimizer(model, cfg)
-    stepper = Stepper(model, optimizer, scheduler, ctx.comm)
-    eval_ema = WeightEMA(model, cfg.ema_decay)
-    state = {"step": 0}
-
-    def step(i: int) -> None:
-        v = views[i % len(views)]
-        if not augment:
-            w, s = replay_order(base, v)
-            weak.load(w)
-            strong.load(s)
-        u_idx = torch.arange(spec.batch_unlabeled) + (i % len(views)) * spec.batch_unlabeled
-        model.train()
-        diag = algo.train_step(Batch(v.x_l, v.y_lb, v.x_u, u_idx), state["step"], stepper)
-        eval_ema.update(model)
-        if not math.isfinite(diag["loss"]):
-            raise RuntimeError(f"ours {base}: loss not finite at step {state['step']}")
-        state["step"] += 1
-        if not augment and (weak.queue or strong.queue):
-            raise RuntimeError(f"ours {base}: the step left prepared views unused")
-
-    return step
-
-
-def usb_step(spec: BaseSpec, views: list[Views], channels_last: bool, seed: int, workdir: str) -> Callable[[int], None]:
-    """USB's step for ``views[i % len(views)]``: its train_step, then its per-step hooks."""
-    import semilearn
-
-    cfg = dict(algorithm=spec.usb, net="wrn_28_2", net_from_name=False, dataset="none", num_classes=10,
-               batch_size=spec.batch_labeled, uratio=spec.batch_unlabeled // spec.batch_labeled,
-               num_train_iter=TOTAL_STEPS, epoch=1024, num_eval_iter=10 ** 12, num_log_iter=10 ** 12,
-               ema_m=0.999, optim="SGD", lr=0.03, momentum=0.9, weight_decay=5e-4, layer_decay=1.0,
-               amp=False, use_cat=True, clip_grad=0.0, seed=seed, save_dir=workdir, save_name=spec.usb,
-               **spec.usb_config)
-    with contextlib.redirect_stdout(io.StringIO()):  # its constructor prints progress
-        args = semilearn.get_config(cfg)
-        args.distributed = False  # set by USB's train.py, not by get_config
-        torch.manual_seed(seed)
-        alg = semilearn.get_algorithm(args, semilearn.get_net_builder(args.net, args.net_from_name), None, None)
-    if channels_last:  # Module.to converts the parameters in place: the optimizer keeps them
-        alg.model.to(memory_format=torch.channels_last)
-        alg.ema_model.to(memory_format=torch.channels_last)
-    alg.model.train()
-    alg.hooks_dict["EMAHook"].before_run(alg)  # the shadow weights, as its trainer's before_run
-    hooks = [alg.hooks_dict["ParamUpdateHook"], alg.hooks_dict["EMAHook"]]
-
-    def step(i: int) -> None:
-        v = views[i % len(views)]
-        alg.out_dict, alg.log_dict = alg.train_step(x_lb=v.x_lb, y_lb=v.y_lb, x_ulb_w=v.x_ulb_w, x_ulb_s=v.x_ulb_s)
-        for hook in hooks:
-            hook.after_train_step(alg)
-        alg.it += 1
-
-    return step
 
 
 def _parse_batch(text: str) -> tuple[str, int, int]:
@@ -252,6 +83,9 @@ def build_parser():
                    help="add USB with its network in channels_last (its trainer has no such option; a reference)")
     p.add_argument("--with-augment", action="store_true",
                    help="add ours augmenting inside its step, as bench.engine runs it")
+    p.add_argument("--networks", action="store_true",
+                   help="first time the networks alone: forward + backward of each WRN-28-2 on FixMatch's images "
+                        "(ours-oop: our network with its activations out of place, as before they went in place)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--csv", help="write every round's time and ratio to this .csv file")
     return p
@@ -267,6 +101,25 @@ def _environment(threads: int) -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"torch {torch.__version__}, semilearn {version('semilearn')}, {threads} threads, {cpu}, "
             f"{os.cpu_count()} CPUs, load average {load}")
+
+
+def _measure(group: str, batch: str, steps: dict[str, Callable[[int], None]], args) -> list[dict]:
+    """Time ``steps`` interleaved, print one row per contender, return every round as a record."""
+    started = time.perf_counter()
+    print(f"  measuring {group}: {len(steps)} contenders x ({args.warmup} + {args.rounds}) steps ...",
+          file=sys.stderr, flush=True)
+    times = interleaved_times(steps, args.rounds, args.warmup)
+    print(f"  {group} took {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+    for name, ts in times.items():
+        if name == "usb":
+            ratio, verdict = "1", ""
+        else:
+            r, lo, hi = median_ratio(ts, times["usb"], seed=args.seed)
+            ratio, verdict = f"{r:.3f} [{lo:.3f}, {hi:.3f}]", ("yes" if r <= TARGET else "no")
+        print(f"{group:13s} {name:10s} {batch:>7s} {1000 * statistics.median(ts):10.1f}  {ratio:24s} {verdict}",
+              flush=True)
+    return [{"group": group, "contender": name, "round": k, "seconds": t, "ratio_to_usb": t / times["usb"][k]}
+            for name, ts in times.items() for k, t in enumerate(ts)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -296,11 +149,23 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_flush_denormal(True)  # as bench.engine does, for both
     warnings.filterwarnings("ignore", category=FutureWarning)  # timm's, on importing semilearn
     print(f"# {_environment(args.threads)}")
+    print(f"# {network_check()}")
     print(f"# {args.rounds} interleaved rounds after {args.warmup} warm-up rounds; ratio = median of per-round "
           "ratios to usb [95% bootstrap interval]")
     print(f"{'base':13s} {'contender':10s} {'batch':>7s} {'median ms':>10s}  {'ratio to usb':24s} <= {TARGET}")
-    records = []
+    records: list[dict] = []
     with tempfile.TemporaryDirectory() as workdir:
+        if args.networks:
+            fm = make_views(specs["fixmatch"], 1, args.seed)[0]
+            images = torch.cat([fm.x_lb, fm.x_ulb_w, fm.x_ulb_s])
+            steps = {"usb": network_pass(images, "usb", False, seed=args.seed),
+                     "ours": network_pass(images, "ours", False, seed=args.seed),
+                     "ours-oop": network_pass(images, "ours", False, inplace=False, seed=args.seed)}
+            if not args.no_channels_last:
+                steps["ours+cl"] = network_pass(images, "ours", True, seed=args.seed)
+            if args.usb_channels_last:
+                steps["usb+cl"] = network_pass(images, "usb", True, seed=args.seed)
+            records += _measure("network", str(images.shape[0]), steps, args)
         for base in bases:
             spec = specs[base]
             views = make_views(spec, 4, args.seed)
@@ -312,22 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 steps["usb+cl"] = usb_step(spec, views, True, args.seed, workdir)
             if args.with_augment:
                 steps["ours+aug"] = ours_step(base, spec, views, False, True, args.seed)
-            started = time.perf_counter()
-            print(f"  measuring {base}: {len(steps)} contenders x ({args.warmup} + {args.rounds}) steps ...",
-                  file=sys.stderr, flush=True)
-            times = interleaved_times(steps, args.rounds, args.warmup)
-            print(f"  {base} took {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
-            batch = f"{spec.batch_labeled}+{spec.batch_unlabeled}"
-            for name, ts in times.items():
-                if name == "usb":
-                    ratio, verdict = "1", ""
-                else:
-                    r, lo, hi = median_ratio(ts, times["usb"], seed=args.seed)
-                    ratio, verdict = f"{r:.3f} [{lo:.3f}, {hi:.3f}]", ("yes" if r <= TARGET else "no")
-                print(f"{base:13s} {name:10s} {batch:>7s} {1000 * statistics.median(ts):10.1f}  {ratio:24s} {verdict}",
-                      flush=True)
-                records += [{"base": base, "contender": name, "round": k, "seconds": t,
-                             "ratio_to_usb": t / times["usb"][k]} for k, t in enumerate(ts)]
+            records += _measure(base, f"{spec.batch_labeled}+{spec.batch_unlabeled}", steps, args)
     print("# batches: labeled + unlabeled; " + "; ".join(f"{b}: {BASES[b].paper_batch}" for b in bases))
     print(f"# end: load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if args.csv:

@@ -25,8 +25,8 @@ class BasicBlock(nn.Module):
     nothing else reads (BatchNorm's backward needs its input, LeakyReLU's its
     output): the same values and gradients as out of place (also under
     ``torch.func.jvp`` and double backward, tested), one activation tensor less
-    per layer to allocate, write and keep for the backward, about 10% of a
-    CPU step (``docs/performance.md``). Residual addition is out of place.
+    per layer to allocate, write and keep for the backward (USB's WRN does the
+    same; ``docs/performance.md``). Residual addition is out of place.
     """
 
     def __init__(self, cin: int, cout: int, stride: int, negative_slope: float,
