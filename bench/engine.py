@@ -74,11 +74,7 @@ def _one_line(e: BaseException) -> str:
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """SGD (Nesterov) or Adam with linear warm-up then cosine-to-zero, constant, or step decay
     (x ``gamma`` at each of ``milestones``, counted in steps from the start of the run).
-
-    Multi-tensor (``foreach``) updates everywhere: torch picks them by itself only on GPUs, and
-    on CPU they give the for-loop's values bit for bit with one kernel per operation instead of
-    one per parameter tensor (``fused`` would round differently).
-    """
+    ``foreach`` everywhere: bit for bit the per-tensor loop on CPU, where torch would not pick it."""
     o = cfg.optim
     if o.name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,

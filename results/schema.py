@@ -96,7 +96,7 @@ RUNS_OPTIONAL: dict[str, pa.DataType] = {
     "worker_param_divergence": pa.float64(),
     "precision": pa.string(),  # RunConfig.precision: fp32 / bf16 (rows before it: null, i.e. fp32)
     "compile": pa.bool_(),  # RunConfig.compile: the network torch.compile'd (rows before it: null, i.e. off)
-    "channels_last": pa.bool_(),
+    "channels_last": pa.bool_(),  # RunConfig.channels_last (rows before it: null, i.e. off)
 }
 
 EVALS_REQUIRED: dict[str, pa.DataType] = {
