@@ -4,9 +4,9 @@ MixMatch and Mean Teacher on WRN-28-2, same inputs, same threads.
 USB is not a dependency of this project; install it in an environment of its own, with this
 project importable (its own dependencies beyond torch are pandas and pyarrow here)::
 
-    python3 -m venv /work/usb-venv
-    /work/usb-venv/bin/pip install torch torchvision semilearn==0.3.2 pandas pyarrow
-    PYTHONPATH=$PWD /work/usb-venv/bin/python -m bench.usb_compare
+    python3 -m venv ~/usb-venv
+    ~/usb-venv/bin/pip install torch torchvision semilearn==0.3.2 pandas pyarrow
+    PYTHONPATH=$PWD ~/usb-venv/bin/python -m bench.usb_compare
 
 Without ``semilearn`` the command says so in one line and exits with status 2.
 
