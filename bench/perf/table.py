@@ -8,12 +8,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..paired_timing import median_ratio
 from .measure import Options
 from .rows import RowSpec
 
 TIME_TARGET = {"first": 1.6, "second": 4.0}  # max ratio of ms/step to the base's
 MEMORY_TARGET = 1.5  # max ratio of peak MB to the base's
-
 
 BOOTSTRAP = 2000  # resamples of the pairs for the ratio's interval
 LEVEL = 0.95
@@ -27,11 +27,7 @@ def paired_ratio(base_ms: list[float], ms: list[float], seed: int = 0) -> tuple[
     pairs alike, which is what pairing cancels; it can also move many ratios at once), so
     the interval is a guide to the ratio's noise, not an exact coverage; ``--repeat`` adds
     pairs from fresh processes."""
-    r = np.asarray(ms, dtype=float) / np.asarray(base_ms, dtype=float)
-    rng = np.random.default_rng(seed)
-    boot = np.median(r[rng.integers(0, r.size, size=(BOOTSTRAP, r.size))], axis=1)
-    lo, hi = np.quantile(boot, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
-    return float(np.median(r)), float(lo), float(hi)
+    return median_ratio(ms, base_ms, level=LEVEL, resamples=BOOTSTRAP, seed=seed)
 
 
 def summarize(rows: list[RowSpec], results: dict[str, dict]) -> list[dict[str, Any]]:
