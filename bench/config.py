@@ -60,6 +60,8 @@ class OptimConfig:
 _IDENTITY_OPTIONAL = {"milestones": (), "gamma": 0.1}
 #: the same for RunConfig's own later fields
 _RUN_IDENTITY_OPTIONAL = {"n_test": None, "precision": "fp32", "compile": False, "channels_last": False}
+#: RunConfig fields that never enter the identity: what a run writes beside its rows, not what it computes
+_NOT_IDENTITY = ("artifacts",)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ class RunConfig:
     memory format (NHWC), a speed option for convolutional networks (oneDNN on CPU, tensor
     cores on GPUs; ``docs/performance.md``): the same network and arithmetic up to float
     rounding (another summation order in the convolutions), so it is part of the identity when set (left out of it when off).
+    ``artifacts``: what the final EMA model writes to ``artifacts/<run_id>.parquet`` besides
+    the rows (``results.artifacts.ARTIFACT_KINDS``: decision-grid predictions, penultimate
+    features); an output, so never part of the run id.
     """
 
     dataset: str
@@ -106,8 +111,19 @@ class RunConfig:
     suite: str = "custom"
     preset: str = ""
     protocol_notes: str = ""
+    artifacts: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # JSON and Tune configs give lists; the config stays hashable and compares equal either way.
+        if not isinstance(self.artifacts, tuple):
+            object.__setattr__(self, "artifacts", tuple(self.artifacts))
 
     def validate(self) -> None:
+        from results.artifacts import ARTIFACT_KINDS
+
+        require(all(a in ARTIFACT_KINDS for a in self.artifacts),
+                f"unknown artifacts {[a for a in self.artifacts if a not in ARTIFACT_KINDS]} "
+                f"(valid: {', '.join(ARTIFACT_KINDS)})")
         require(self.steps > 0, f"steps must be positive, got {self.steps}")
         require(self.eval_every > 0, f"eval_every must be positive, got {self.eval_every}")
         require(self.eval_last_k > 0, "eval_last_k must be positive")
@@ -155,6 +171,8 @@ class RunConfig:
         for key, default in _RUN_IDENTITY_OPTIONAL.items():
             if data[key] == default:
                 del data[key]
+        for key in _NOT_IDENTITY:
+            del data[key]
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

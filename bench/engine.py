@@ -25,6 +25,7 @@ from algorithms.hparams import from_dict
 from algorithms.networks import build_network, set_memory_format
 from datasets.augment import strong_augment_for, weak_augment_for
 from results import ResultsDirError, ResultStore, last_k_median
+from results.artifacts import write_artifacts
 
 from .config import RunConfig, RunEnv
 from .environment import environment_columns
@@ -358,12 +359,17 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
     row.update(environment_columns(device, cfg.workers))
     run = None
     write_error = ""
+    artifacts = None  # the figures' outputs of the final model (RunConfig.artifacts; rank 0)
     try:
         run = build_run(cfg, env, comm, device)
         state = reporter.restore()
         if state is not None:
             run.load_state_dict(state)
         run.train(reporter)
+        if cfg.artifacts and comm.rank == 0:
+            from .figure_artifacts import compute_artifacts
+
+            artifacts = compute_artifacts(run, cfg.artifacts)
         status, message = "ok", ""
     except Diverged as e:
         status, message = "diverged", _one_line(e)
@@ -383,7 +389,10 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
     row["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if write and comm.rank == 0:
         try:
-            ResultStore(env.results_dir).write_run(row, eval_rows)
+            store = ResultStore(env.results_dir)
+            if artifacts is not None:  # before the runs file, which vouches for a finished run
+                write_artifacts(store, run_id, artifacts)
+            store.write_run(row, eval_rows)
         except ResultsDirError as e:  # nothing recorded: the driver is told, a re-run redoes the run
             write_error = str(e)
     return RunOutcome(row, eval_rows, model_state, write_error)

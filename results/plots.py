@@ -1,10 +1,11 @@
 """Figures and tables read only from the Parquet results (runs/, studies/).
 
 ``python -m results.plots --results-dir DIR [--study ID] [--out STEM]`` draws a sensitivity
-study in the style of Meta-Semi's Fig. 3 (paper 002 Sec. 4.3): test error against the
-varied hyperparameter's value, mean over seeds with one standard deviation as error bars,
-one line per method (and per value of the second parameter of a 2-D grid, as ICT's beta x w),
-written as PNG and PDF.
+study in the layout of Meta-Semi's Fig. 3 (paper 002 Sec. 4.3): one panel per method, test
+error against the varied hyperparameter's value, mean over seeds with one standard deviation
+as error bars, one line per value of the second parameter of a 2-D grid (as ICT's beta x w),
+the panels sharing the error axis; written as PNG and PDF. The registered figure 002-fig3
+(``python -m bench.figure 002-fig3``) draws its own study with the same functions.
 """
 from __future__ import annotations
 
@@ -34,22 +35,33 @@ def study_row(results_dir: str, study_id: str | None = None) -> dict:
 
 
 def sensitivity_table(results_dir: str, study_id: str | None = None) -> pd.DataFrame:
-    """Per (algorithm, value[, value2]): seeds finished and mean/std of test and validation error.
-
-    Columns: algorithm, param, value, param2, value2 (None for a 1-D study), n, test_error_mean,
-    test_error_std (ddof 1; NaN for one seed), val_error_mean. Only runs with status ok count.
-    """
+    """Per (algorithm, value[, value2]) of a studies-table study: see :func:`sweep_table`.
+    Only the study's own runs (its suite) with status ok count."""
     study = study_row(results_dir, study_id)
     params: dict[str, list[str]] = json.loads(study["params_json"])
     runs = ResultStore(results_dir).load_runs(json.loads(study["run_ids_json"]))
     if not runs.empty:
         runs = runs[(runs["suite"] == study["suite"]) & (runs["status"] == "ok")]
+    return sweep_table(runs, params)
+
+
+SWEEP_COLUMNS = ["algorithm", "param", "value", "param2", "value2", "n", "test_error_mean", "test_error_std",
+                 "val_error_mean"]
+
+
+def sweep_table(runs: pd.DataFrame, params: dict[str, list[str]]) -> pd.DataFrame:
+    """Per (algorithm, value[, value2]) of the varied hyperparameters ``params`` ({algorithm: one
+    or two names}): seeds and mean/std of test and validation error over ``runs`` (all counted).
+
+    Columns: algorithm, param, value, param2, value2 (None for a 1-D sweep), n, test_error_mean,
+    test_error_std (ddof 1; NaN for one seed), val_error_mean.
+    """
     rows = []
     for algo, names in params.items():
         sub = runs[runs["algorithm"] == algo] if not runs.empty else runs
-        if sub.empty:
-            continue
         keys = [f"hp_{n}" for n in names]
+        if sub.empty or any(k not in sub.columns for k in keys):
+            continue
         for vals, grp in sub.groupby(keys, sort=True):
             vals = vals if isinstance(vals, tuple) else (vals,)
             te = grp["test_error"].astype(float)
@@ -59,8 +71,7 @@ def sensitivity_table(results_dir: str, study_id: str | None = None) -> pd.DataF
                          "n": int(len(grp)), "test_error_mean": float(te.mean()),
                          "test_error_std": float(te.std(ddof=1)) if len(te) > 1 else float("nan"),
                          "val_error_mean": float(grp["val_error"].astype(float).mean())})
-    cols = ["algorithm", "param", "value", "param2", "value2", "n", "test_error_mean", "test_error_std", "val_error_mean"]
-    return pd.DataFrame(rows, columns=cols)
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
 
 
 def format_sensitivity(table: pd.DataFrame) -> str:
@@ -73,42 +84,59 @@ def format_sensitivity(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_sensitivity(results_dir: str, study_id: str | None = None, out: str | None = None) -> list[str]:
-    """Draw the study as ``out``.png and ``out``.pdf (default: results_dir/figures/sensitivity-<id>)."""
-    import matplotlib
+def draw_sweep(axes: dict, table: pd.DataFrame, names: dict[str, str] | None = None) -> None:
+    """Draw a :func:`sweep_table` onto ``axes`` ({algorithm: matplotlib axes}): test error (%)
+    against the first parameter, mean ± std over seeds as error bars, one line per value of the
+    second parameter (line styles), in the method's colour (``results.figures.style``)."""
+    from .figures.style import color, label
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    styles = ("-", "--", ":", "-.")
+    for algo, ax in axes.items():
+        sub = table[table["algorithm"] == algo]
+        if sub.empty:
+            ax.set_title(f"{label(algo)} (no runs)")
+            continue
+        seconds = sorted(sub["value2"].dropna().unique())
+        for i, v2 in enumerate(seconds or [None]):
+            grp = (sub if v2 is None else sub[sub["value2"] == v2]).sort_values("value")
+            text = label(algo) if v2 is None else f"{(names or {}).get(grp['param2'].iloc[0], grp['param2'].iloc[0])} = {v2:g}"
+            ax.errorbar(grp["value"], 100 * grp["test_error_mean"], yerr=100 * grp["test_error_std"].fillna(0.0),
+                        marker="os^D"[i % 4], capsize=2.5, color=color(algo), linestyle=styles[i % 4],
+                        alpha=1.0 - 0.15 * i, label=text)
+        values = sub["value"]
+        if values.min() > 0 and values.max() / values.min() >= 20:
+            ax.set_xscale("log")
+        param = sub["param"].iloc[0]
+        ax.set_xlabel((names or {}).get(param, param))
+        ax.set_title(label(algo))
+        ax.legend(loc="best")
+
+
+def plot_sensitivity(results_dir: str, study_id: str | None = None, out: str | None = None) -> list[str]:
+    """Draw the study as ``out``.png and ``out``.pdf (default: results_dir/figures/sensitivity-<id>):
+    one panel per method, side by side with a shared error axis (the layout of 002 Fig. 3)."""
+    from .figures.style import FULL_IN, COLUMN_IN, paper_style
 
     study = study_row(results_dir, study_id)
     table = sensitivity_table(results_dir, study["study_id"])
     if table.empty:
         raise PlotError(f"study {study['study_id']} has no finished runs to plot")
-    fig, ax = plt.subplots(figsize=(4.8, 3.4))
-    for (algo, v2), grp in table.groupby(["algorithm", table["value2"].fillna(float("nan"))], dropna=False, sort=True):
-        grp = grp.sort_values("value")
-        label = f"{algo} ({grp['param'].iloc[0]})"
-        if grp["param2"].iloc[0] is not None:
-            label += f", {grp['param2'].iloc[0]}={grp['value2'].iloc[0]:g}"
-        ax.errorbar(grp["value"], 100 * grp["test_error_mean"], yerr=100 * grp["test_error_std"].fillna(0.0),
-                    marker="o", capsize=3, label=label)
-    values = table["value"]
-    if values.min() > 0 and values.max() / values.min() >= 20:
-        ax.set_xscale("log")
-    ax.set_xlabel(" / ".join(dict.fromkeys(table["param"])))
-    ax.set_ylabel("test error (%)")
-    ax.set_title(f"{study['dataset']}, {study['n_labels']} labels, {study['steps']} steps, "
-                 f"{study['seeds']} seeds", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    stem = out or os.path.join(os.path.abspath(results_dir), "figures", f"sensitivity-{study['study_id']}")
-    stem = stem[:-4] if stem.endswith((".png", ".pdf")) else stem
-    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    paths = [f"{stem}.png", f"{stem}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
+    algos = list(dict.fromkeys(table["algorithm"]))
+    with paper_style() as plt:
+        fig, axes = plt.subplots(1, len(algos), figsize=(min(FULL_IN, COLUMN_IN * max(1, len(algos)) * 0.8 + 0.8), 2.6),
+                                 squeeze=False, sharey=True)
+        draw_sweep(dict(zip(algos, axes[0])), table)
+        axes[0][0].set_ylabel("test error (%)")
+        fig.suptitle(f"{study['dataset']}, {study['n_labels']} labels, {study['steps']} steps, "
+                     f"{study['seeds']} seeds (mean ± std)", fontsize=8)
+        fig.tight_layout()
+        stem = out or os.path.join(os.path.abspath(results_dir), "figures", f"sensitivity-{study['study_id']}")
+        stem = stem[:-4] if stem.endswith((".png", ".pdf")) else stem
+        os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+        paths = [f"{stem}.png", f"{stem}.pdf"]
+        for p in paths:
+            fig.savefig(p, dpi=150)
+        plt.close(fig)
     return paths
 
 

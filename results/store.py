@@ -148,15 +148,10 @@ class ResultStore:
             tmps.remove(run_tmp)
             _fsync_dir(self.runs_dir)
         except OSError as e:
-            if not getattr(e, "filename", None):  # a failed write() names no file: name the one being written
-                e = OSError(e.errno, e.strerror or str(e), str(target))
-            raise ResultsDirError(write_error_message(f"could not write the results of run {run_id}", e)) from None
+            raise ResultsDirError(write_error_message(f"could not write the results of run {run_id}",
+                                                      _naming(e, target))) from None
         finally:
-            for t in tmps:
-                try:
-                    os.remove(t)
-                except OSError:
-                    pass
+            _remove_all(tmps)
 
     @staticmethod
     def _write_tmp(d: Path, run_id: str, table: pa.Table, tmps: list[Path]) -> Path:
@@ -167,6 +162,36 @@ class ResultStore:
             f.flush()
             os.fsync(f.fileno())
         return tmp
+
+    def write_table(self, rel: str, table: pa.Table) -> None:
+        """Publish ``table`` at ``root/rel`` (e.g. ``artifacts/<run_id>.parquet``) whole or not at
+        all, as the runs and evals files are; ResultsDirError (one line) if it cannot be written."""
+        path = self.root / rel
+        tmps: list[Path] = []
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._write_tmp(path.parent, path.stem, table, tmps), path)
+            tmps.clear()
+            _fsync_dir(path.parent)
+        except OSError as e:
+            raise ResultsDirError(write_error_message(f"could not write {rel}", _naming(e, path))) from None
+        finally:
+            _remove_all(tmps)
+
+    def read_table(self, rel: str) -> pa.Table | None:
+        """The table at ``root/rel``; None if there is none or it is unreadable (said once on stderr)."""
+        path = self.root / rel
+        try:
+            return pq.read_table(path)
+        except FileNotFoundError:
+            return None
+        except Exception as e:  # corrupt / truncated: the caller treats it as missing
+            note(f"skipping unreadable file {path} ({_cause(e)})", key=str(path))
+            return None
+
+    def table_names(self, folder: str) -> list[str]:
+        """Names (without ``.parquet``) of the complete tables in ``root/folder``."""
+        return self._run_ids_on_disk(self.root / folder)
 
     def _runs_path(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}{SUFFIX}"
@@ -389,3 +414,17 @@ def _concat(tables: list[pa.Table], empty_schema: pa.Schema) -> pd.DataFrame:
 one_line = _one_line
 fsync_dir = _fsync_dir
 concat_tables = _concat
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """``e``, naming ``path`` if it names no file (a failed write() does not)."""
+    return e if getattr(e, "filename", None) else OSError(e.errno, e.strerror or str(e), str(path))
+
+
+def _remove_all(tmps: list[Path]) -> None:
+    """Remove the temporaries left by a failed write (best effort)."""
+    for t in tmps:
+        try:
+            os.remove(t)
+        except OSError:
+            pass

@@ -1,0 +1,59 @@
+"""How long a figure's missing runs will take, for the progress lines: an ESTIMATE.
+
+CPU (the offline sets): seconds per training step and per evaluation as measured for the
+suite budgets (docs/budgets.md: two runs at a time on 2 cores, under load), scaled by the
+batch size; a run also pays a Tune trial start and its checkpoints. GPU (the papers' sets):
+``bench.cost_estimate``'s FLOP-count GPU-hours. Other CPU datasets have no estimate (None).
+"""
+from __future__ import annotations
+
+import math
+
+from .config import RunConfig
+
+#: dataset -> (seconds per step of a base method, of a meta rule on a base, at `batch` images
+#: (labeled + unlabeled), seconds per evaluation); docs/budgets.md
+CPU_STEP_COSTS: dict[str, tuple[float, float, int, float]] = {
+    "two_circles": (0.0016, 0.0027, 160, 0.005),
+    "digits": (0.015, 0.068, 64, 0.08),
+}
+#: Tune trial start, checkpoints and the final write of one run (seconds)
+RUN_OVERHEAD_S = 1.5
+
+
+def cpu_seconds(cfg: RunConfig) -> float | None:
+    """Estimated CPU seconds of one run of ``cfg`` on one core, or None where nothing was measured."""
+    cost = CPU_STEP_COSTS.get(cfg.dataset)
+    if cost is None:
+        return None
+    base, rule, batch, per_eval = cost
+    step = (rule if "+" in cfg.algorithm else base) * (cfg.batch_labeled + cfg.batch_unlabeled) / batch
+    evals = math.ceil(cfg.steps / cfg.eval_every)
+    return cfg.steps * step + evals * per_eval + RUN_OVERHEAD_S
+
+
+def estimate(configs: list[RunConfig], slots: int, gpu: bool) -> str:
+    """'about N min on S CPUs' / 'about H GPU-hours' for running ``configs`` (empty: nothing)."""
+    if not configs:
+        return "nothing to run"
+    if gpu:
+        from .cost_estimate import gpu_hours
+
+        return f"about {sum(gpu_hours(c.resolved()) for c in configs):.1f} GPU-hours (bench.cost_estimate, an estimate)"
+    wall = cpu_wall(configs, slots)
+    if wall is None:
+        unknown = sorted({c.dataset for c in configs if cpu_seconds(c) is None})
+        return f"no estimate (no measured per-step cost for {', '.join(unknown)})"
+    return f"about {format_seconds(wall)} on {slots} CPU{'s' if slots > 1 else ''}"
+
+
+def cpu_wall(configs: list[RunConfig], slots: int) -> float | None:
+    """Estimated wall seconds of ``configs`` with ``slots`` runs at a time (None: no estimate)."""
+    secs = [cpu_seconds(c) for c in configs]
+    if any(s is None for s in secs):
+        return None
+    return sum(secs) / max(1, min(slots, len(configs))) if configs else 0.0
+
+
+def format_seconds(s: float) -> str:
+    return f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min"
