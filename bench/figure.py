@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the default is bench.run's, so suite runs are reused)")
     p.add_argument("--data-root", help="folder with dataset files (the paper scale's CIFAR, SVHN)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets")
-    p.add_argument("--out", help="folder for the figures (default: RESULTS_DIR/figures)")
+    p.add_argument("--out", help="folder for the figures (RESULTS_DIR/figures when not given)")
     p.add_argument("--list", action="store_true", help="list every figure: paper and number, what it shows, its scales")
     p.add_argument("--plot-only", action="store_true", help="draw from the results there are, run nothing; "
                    "list the runs that are missing")
@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "run nothing; needs no dataset files")
     p.add_argument("--workers", type=int, default=1, help="Ray Train data-parallel workers per run (paper scale)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: this machine's)")
-    p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (this machine's when not given)")
+    p.add_argument("--address", help="Ray cluster address to join (RAY_ADDRESS, else a local Ray, when not given)")
     p.add_argument("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, metavar="SECONDS",
                    help="give up (exit 2) when the cluster at --address does not answer in this time")
     return p
