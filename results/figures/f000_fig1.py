@@ -11,7 +11,8 @@ METHODS = ("supervised", "pseudo_label", "pseudo_label+l2i_o", "pseudo_label+l2i
 SEEDS = 10
 _COMMON = ("the paper shows one run per method without an error; here {seeds} seeds give each panel's test error "
            "(mean ± std) and seed 0 its predictions; softmax over two logits instead of the paper's sigmoid output; "
-           "400 Adam steps at lr 0.03 (the paper states no budget); Pseudo-Label's confidence threshold 0 and L2I's "
+           "400 Adam steps at lr 0.03 as the paper's Appendix A.1 (20 x 20 steps), at batches 32+128 (the paper states "
+           "none); Pseudo-Label's confidence threshold 0 and L2I's "
            "virtual step 10 x lr with its own Adam, the recipe values chosen on validation (docs/recipes.md); "
            "the boundary is the EMA model's (decay 0.95)")
 
