@@ -19,6 +19,9 @@ CPU_STEP_COSTS: dict[str, tuple[float, float, int, float]] = {
 }
 #: Tune trial start, checkpoints and the final write of one run (seconds)
 RUN_OVERHEAD_S = 1.5
+#: base algorithms that take a meta step of their own and cost as a rule does (meta_semi's step
+#: measured 3x Pseudo-Label's and as long as pseudo_label+meta_semi's, run side by side on digits)
+META_BASES = ("meta_semi",)
 
 
 def cpu_seconds(cfg: RunConfig) -> float | None:
@@ -27,7 +30,7 @@ def cpu_seconds(cfg: RunConfig) -> float | None:
     if cost is None:
         return None
     base, rule, batch, per_eval = cost
-    step = (rule if "+" in cfg.algorithm else base) * (cfg.batch_labeled + cfg.batch_unlabeled) / batch
+    step = (rule if "+" in cfg.algorithm or cfg.algorithm in META_BASES else base) * (cfg.batch_labeled + cfg.batch_unlabeled) / batch
     evals = math.ceil(cfg.steps / cfg.eval_every)
     return cfg.steps * step + evals * per_eval + RUN_OVERHEAD_S
 

@@ -67,6 +67,10 @@ def dry_run(job: Job) -> int:
         for c in p.configs:
             print(f"  {'todo' if state.missing(c) else 'done'} {describe(c, p.changes.get(c.run_id, ''))}")
         print(f"{p.figure.name}: {estimate(todo, os.cpu_count() or 1, gpu)}", file=sys.stderr)
+    if len(job.plans) > 1:  # a run two figures share is run once
+        todo = [c for c in job.all_configs() if state.missing(c)]
+        print(f"together: {len(job.all_configs())} distinct runs, {len(todo)} to run, "
+              f"{estimate(todo, os.cpu_count() or 1, gpu)}", file=sys.stderr)
     return 0
 
 

@@ -214,3 +214,13 @@ def test_plot_only_with_some_runs_draws_and_names_the_rest(tmp_path, capsys):
     os.remove(os.path.join(res, "artifacts", f"{sl0.run_id}.parquet"))
     assert bf.main(["000-fig1", "--plot-only", "--results-dir", res]) == 1
     assert "missing: two_circles/50 supervised: seed 0 (artifacts seed 0: decision_grid)" in capsys.readouterr().err
+
+
+def test_dry_run_lists_every_run_and_estimates_shared_runs_once(tmp_path, capsys):
+    res = tmp_path / "none"
+    assert bf.main(["all", "--dry-run", "--results-dir", str(res)]) == 0
+    out = capsys.readouterr()
+    ids = {c.run_id for n in RUNNABLE for c in _plan(n, "cpu").configs}
+    assert f"together: {len(ids)} distinct runs, {len(ids)} to run, about" in out.err
+    assert out.out.count("  todo ") == sum(len(_plan(n, "cpu").configs) for n in RUNNABLE)
+    assert not res.exists()
