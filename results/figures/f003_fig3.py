@@ -65,7 +65,7 @@ def plot(data: FigureData) -> Drawing:
                     for s in SUBSETS:
                         m = (rows["subset"] == s).to_numpy()
                         ax.scatter(xy[m, 0], xy[m, 1], s=2, c=DOMAIN_COLORS[s], label=s, linewidths=0, rasterized=True)
-                    ax.set_title("all (labeled red, unlabeled blue, test gray)", fontsize=6.5)
+                    ax.set_title("all subsets\nlabeled red, unlabeled blue, test gray", fontsize=6.5)
                     continue
                 m = (rows["subset"] == subset).to_numpy()
                 ax.scatter(xy[m, 0], xy[m, 1], s=2 if subset != "labeled" else 8, c=[classes(int(k) % 10) for k in rows["label"][m]],
