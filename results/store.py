@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .frames import concat as _concat
 from .schema import (DIAG_PREFIX, DIAGNOSTICS, HP_PREFIX, HPARAMS_JSON, SCHEMA_VERSION, columns_id, evals_schema,
                      runs_schema, to_tables)
 
@@ -327,11 +328,7 @@ class ResultStore:
                 except OSError as e:
                     raise ResultsDirError(write_error_message(f"could not rewrite {path}", e)) from None
                 finally:
-                    for t in tmps:
-                        try:
-                            os.remove(t)
-                        except OSError:
-                            pass
+                    _remove_all(tmps)
                 done += 1
         return done, left
 
@@ -372,42 +369,6 @@ def _expand_diagnostics(tables: list[pa.Table], df: pd.DataFrame) -> pd.DataFram
         df = pd.concat([df, pd.DataFrame({DIAG_PREFIX + n: [m.get(n, float("nan")) for m in maps] for n in extra},
                                          dtype="float64")], axis=1)
     return df.drop(columns=[DIAGNOSTICS])
-
-
-def _concat(tables: list[pa.Table], empty_schema: pa.Schema) -> pd.DataFrame:
-    """Concatenate tables with possibly different extra columns into one DataFrame.
-
-    Required columns come first (in schema order), extra columns after, sorted.
-    Missing extra columns become NaN/None; a bool column with gaps stays bool/None
-    (object), an int column with gaps becomes float with NaN."""
-    tables = [t.replace_schema_metadata(None) for t in tables if t.num_rows > 0]
-    if not tables:
-        return empty_schema.empty_table().to_pandas()
-    required = list(empty_schema.names)
-    seen: dict[str, None] = {}
-    for t in tables:
-        seen.update(dict.fromkeys(t.schema.names))
-    order = [c for c in required if c in seen] + sorted(c for c in seen if c not in required)
-    # Columns whose types cannot be unified across runs (e.g. hp_x int in one run, str in
-    # another) become object columns holding each value as written.
-    conflicting: list[str] = []
-    for c in order:
-        types = {t.schema.field(c).type for t in tables if c in t.schema.names}
-        if len(types) > 1:
-            try:
-                pa.unify_schemas([pa.schema([pa.field(c, ty)]) for ty in types], promote_options="permissive")
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-                conflicting.append(c)
-    plain = [t.drop_columns([c for c in conflicting if c in t.schema.names]) for t in tables]
-    # Arrow fills absent columns with nulls and promotes e.g. int64 + float64 -> float64.
-    merged = pa.concat_tables(plain, promote_options="permissive")
-    df = merged.select([c for c in order if c not in conflicting]).to_pandas()
-    for c in conflicting:
-        values: list = []
-        for t in tables:
-            values += t.column(c).to_pylist() if c in t.schema.names else [None] * t.num_rows
-        df[c] = pd.Series(values, dtype=object)
-    return df[order].reset_index(drop=True)
 
 
 # Public names of the helpers results.trials shares with this module (one atomic-write discipline).
