@@ -191,7 +191,12 @@ class RunEnv:
     data_root: str | None = None
     download: bool = False
     gpus_per_worker: float = 0.0
-    checkpoint_every_evals: int = 0  # 0: about ten checkpoints per run (bench.engine)
+    #: a checkpoint after this many minutes of training (and at the last step); 0: after every step
+    checkpoint_every_min: float = 10.0
+    #: keep a finished run's checkpoint (by default it is deleted once the run's rows are written)
+    keep_checkpoints: bool = False
+    #: restarts of a trial or a Ray Train worker group after a lost worker or node (bench.ray_launch)
+    max_failures: int = 3
 
 
 __all__ = ["ConfigError", "OptimConfig", "RunConfig", "RunEnv", "identity_hparams"]

@@ -3,18 +3,19 @@
 Flow: data + split -> model + algorithm -> step loop (the algorithm owns its update) ->
 evaluation of the EMA and raw weights on validation, test and the labeled training set every
 ``eval_every`` steps ->
-rows written atomically to the results store by rank 0. Ray enters only through the
-``reporter`` (metrics and checkpoints) and the communicator (``algorithms.parallel``).
-Only validation metrics are reported to the reporter: Ray Tune never sees the test set.
+rows written atomically to the results store by rank 0. Every attempt resumes from the run's
+checkpoint in the store and checkpoints every few minutes of training (``bench.resume``).
+Ray enters only through the ``reporter`` (metrics) and the communicator
+(``algorithms.parallel``). Only validation metrics are reported to the reporter: Ray Tune
+never sees the test set.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -30,7 +31,9 @@ from results.artifacts import write_artifacts
 from .config import RunConfig, RunEnv
 from .environment import environment_columns
 from .evaluate import evaluate
+from .resume import Resume
 from .run_options import compile_network, set_precision
+from .run_row import base_row
 from .sampling import EpochSampler, balanced_subset
 from .step_stats import StepStats
 
@@ -38,17 +41,12 @@ from .step_stats import StepStats
 class Reporter(Protocol):
     """Where progress goes: Ray Tune / Ray Train, or nowhere (plain calls and tests)."""
 
-    def report(self, metrics: dict, state: dict | None) -> None: ...
-
-    def restore(self) -> dict | None: ...
+    def report(self, metrics: dict) -> None: ...
 
 
 class NullReporter:
-    def report(self, metrics: dict, state: dict | None) -> None:
-        del metrics, state
-
-    def restore(self) -> dict | None:
-        return None
+    def report(self, metrics: dict) -> None:
+        del metrics
 
 
 @dataclass
@@ -57,6 +55,7 @@ class RunOutcome:
     eval_rows: list[dict] = field(default_factory=list)
     model_state: dict | None = None  # this worker's final weights (tests compare workers with them)
     write_error: str = ""  # one line (path and cause) when the run's rows or checkpoint could not be written
+    note: str = ""  # how the attempt started: resumed from a checkpoint, rows rewritten from the final one
 
     @property
     def status(self) -> str:
@@ -145,6 +144,7 @@ class Run:
         self.step = 0
         self.eval_rows: list[dict] = []
         self.train_seconds = 0.0
+        # Diagnostics summed since the last evaluation (checkpointed: a resume between evaluations is exact).
 
     def _holdout_sampler(self, spec: HoldoutSpec) -> EpochSampler | None:
         """A sampler of labeled hold-out batches for meta rules that ask for them.
@@ -177,6 +177,7 @@ class Run:
             "sample_u": self.sample_u.state_dict() if self.sample_u else None,
             "sample_h": self.sample_h.state_dict() if self.sample_h else None,
             "eval_rows": self.eval_rows, "train_seconds": self.train_seconds,
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -195,6 +196,8 @@ class Run:
             self.sample_h.load_state_dict(s["sample_h"])
         self.eval_rows = list(s["eval_rows"])
         self.train_seconds = float(s["train_seconds"])
+        if s.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(s["cuda_rng"], self.device)
 
     def next_batch(self) -> Batch:
         i = self.sample_l.next()
@@ -232,11 +235,6 @@ class Run:
                     metrics[f"val_loss_{model_name}"] = loss
         return metrics
 
-    def checkpoint_every(self) -> int:
-        """Evaluations between checkpoints: the env's, or (0, the default) about ten per run, since
-        a Tune checkpoint costs more than a small model's evaluation."""
-        every = self.env.checkpoint_every_evals
-        return every if every > 0 else max(1, math.ceil(self.cfg.steps / self.cfg.eval_every) // 10)
 
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The test examples evaluated: all, or the config's fixed ``n_test`` subset."""
@@ -247,14 +245,15 @@ class Run:
                 self.x_test.device)
         return self.x_test[self._test_index], self.y_test[self._test_index]
 
-    def train(self, reporter: Reporter) -> None:
-        """Steps to the budget, evaluating every ``eval_every`` steps. The steps never read a device
-        value: diagnostics and the finiteness of the loss are read once per evaluation
-        (:mod:`bench.step_stats`), so a divergence is raised up to ``eval_every`` steps late,
-        naming the step where it happened."""
+    def train(self, reporter: Reporter, resume: Resume | None = None) -> None:
+        """Steps from ``self.step`` to the budget, evaluating every ``eval_every`` steps. The steps
+        never read a device value: diagnostics and the finiteness of the loss are read once per
+        evaluation (:mod:`bench.step_stats`), so a divergence is raised up to ``eval_every`` steps
+        late, naming the step where it happened. With ``resume``, a checkpoint is saved at the first
+        evaluation after ``checkpoint_every_min`` minutes (workers agree there, not at every step)
+        and at the last step."""
         cfg = self.cfg
         stats = StepStats()
-        evals_done = 0
         while self.step < cfg.steps:
             t0 = time.perf_counter()
             try:
@@ -276,11 +275,11 @@ class Run:
                 self.step = reading.first_bad_step
                 raise Diverged(f"training loss is not finite at step {self.step} (found at the evaluation after it)")
             metrics = self.evaluate_all(reading.means)
-            evals_done += 1
             metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
                            loss=reading.means.get("loss", float("nan")))
-            keep = evals_done % self.checkpoint_every() == 0 or self.step == cfg.steps
-            reporter.report(metrics, self.state_dict() if keep else None)
+            reporter.report(metrics)
+            if resume is not None and (self.step == cfg.steps or resume.due_everywhere()):
+                resume.save(self)
 
     def worker_divergence(self) -> float:
         """Largest difference between workers' parameter fingerprints (0.0 when in sync).
@@ -323,49 +322,37 @@ def build_run(cfg: RunConfig, env: RunEnv, comm: Comm | None = None, device: tor
     return Run(cfg, env, comm or make_comm(), torch.device(device), algorithm)
 
 
-def _base_row(cfg: RunConfig, run_id: str) -> dict:
-    row = {
-        "run_id": run_id, "suite": cfg.suite, "dataset": cfg.dataset, "n_labels": cfg.n_labels,
-        "split_seed": cfg.split_seed, "seed": cfg.seed, "split_hash": "", "algorithm": cfg.algorithm,
-        "network": cfg.network, "steps": cfg.steps, "steps_done": 0, "status": "failed", "error_message": "",
-        "test_error": float("nan"), "val_error": float("nan"), "wall_time_s": 0.0, "steps_per_s": 0.0,
-        "config_json": json.dumps(cfg.to_dict(), sort_keys=True, default=str),
-        "protocol_notes": cfg.protocol_notes, "val_protocol": cfg.val_protocol, "preset": cfg.preset,
-        "batch_labeled": cfg.batch_labeled, "batch_unlabeled": cfg.batch_unlabeled, "ema_decay": cfg.ema_decay,
-        "optimizer": cfg.optim.name, "lr": cfg.optim.lr, "eval_every": cfg.eval_every,
-        "precision": cfg.precision, "compile": cfg.compile,
-        "channels_last": cfg.channels_last,
-    }
-    row.update({f"hp_{k}": v for k, v in cfg.hparams.items()})
-    return row
-
-
 def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, comm: Comm | None = None,
-              device: torch.device | str | None = None, write: bool = True) -> RunOutcome:
+              device: torch.device | str | None = None, write: bool = True,
+              lost_peer: Callable[[BaseException], bool] | None = None) -> RunOutcome:
     """Train one run to its budget and (on rank 0) write its rows to ``env.results_dir``.
 
-    Never raises for a failing run: exceptions become ``status="failed"`` with a one-line
-    message, NaN losses ``status="diverged"``; both are recorded so a suite goes on.
-    Returns the run row and the eval rows (one per step x split x model).
+    The attempt starts from the run's checkpoint in the store, if it has a usable one, and
+    checkpoints as it goes (``bench.resume``; not with ``write=False``). Never raises for a
+    failing run: exceptions become ``status="failed"`` with a one-line message, NaN losses
+    ``status="diverged"``; both are recorded so a suite goes on. The exception: an error for
+    which ``lost_peer`` is true (a worker of the group died) is raised, so that Ray restarts
+    the worker group from the checkpoint. Returns the run row and the eval rows (one per
+    step x split x model).
     """
-    started = time.perf_counter()
     cfg = cfg.resolved()
     run_id = cfg.run_id
     reporter = reporter or NullReporter()
     comm = comm or make_comm()
     device = torch.device(device) if device is not None else torch.device("cpu")
     torch.set_flush_denormal(True)  # finite-difference meta passes hit denormals: 10x slower without this
-    row = _base_row(cfg, run_id)
+    row = base_row(cfg, run_id)
     row.update(environment_columns(device, cfg.workers))
     run = None
     write_error = ""
     artifacts = None  # the figures' outputs of the final model (RunConfig.artifacts; rank 0)
+    resume = Resume(cfg, env, comm) if write else None
     try:
         run = build_run(cfg, env, comm, device)
-        state = reporter.restore()
+        state = resume.start() if resume is not None else None
         if state is not None:
             run.load_state_dict(state)
-        run.train(reporter)
+        run.train(reporter, resume)
         if cfg.artifacts and comm.rank == 0:
             from .figure_artifacts import compute_artifacts
 
@@ -376,8 +363,10 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
     except ResultsDirError as e:  # a checkpoint could not be saved: the storage failed, not the method
         status, message, write_error = "failed", _one_line(e), str(e)
     except Exception as e:  # a failed run is a result too: record it and let the suite go on
+        if lost_peer is not None and lost_peer(e):
+            raise
         status, message = "failed", _one_line(e)
-    wall = time.perf_counter() - started
+    wall = resume.wall() if resume is not None else 0.0
     eval_rows: list[dict] = []
     model_state = None
     if run is not None:
@@ -386,6 +375,8 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
         eval_rows = [dict(r, run_id=run_id) for r in run.eval_rows]
     else:
         row.update(status=status, error_message=message, wall_time_s=wall)
+    if resume is not None:
+        row.update(resume.columns())
     row["finished_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     if write and comm.rank == 0:
         try:
@@ -395,4 +386,6 @@ def train_run(cfg: RunConfig, env: RunEnv, reporter: Reporter | None = None, com
             store.write_run(row, eval_rows)
         except ResultsDirError as e:  # nothing recorded: the driver is told, a re-run redoes the run
             write_error = str(e)
-    return RunOutcome(row, eval_rows, model_state, write_error)
+    if resume is not None:
+        resume.finish(status, recorded=not write_error)
+    return RunOutcome(row, eval_rows, model_state, write_error, resume.note if resume is not None else "")

@@ -224,10 +224,21 @@ def make_plan(req: PlanRequest) -> Plan:
     if runs is not None:  # --hp / --config-from may have changed the configs after expansion
         runs = [dataclasses.replace(r, config=c) for r, c in zip(runs, configs)]
     _check_data(configs, req)
-    env = RunEnv(results_dir=os.path.abspath(req.results_dir),
+    env = RunEnv(results_dir=results_location(req.results_dir),
                  data_root=os.path.abspath(req.data_root) if req.data_root else None,
                  download=req.download, gpus_per_worker=req.gpus_per_worker)
     return Plan(configs, env, runs)
+
+
+def results_location(results_dir: str) -> str:
+    """``--results-dir`` as every process reads it: an absolute path, or a filesystem URI
+    (``results.fs``); UsageError (one line) for one that cannot be used."""
+    from results.fs import normalize
+
+    try:
+        return normalize(results_dir)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def plan_runs(req: PlanRequest) -> tuple[list[RunConfig], RunEnv]:

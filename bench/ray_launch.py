@@ -6,24 +6,29 @@ a small machine). A run with W > 1 workers is a trial whose driver holds no CPU 
 ``TorchTrainer`` with W workers (gloo on CPU, NCCL on GPUs): the driver reserving a CPU of
 its own would deadlock a machine with exactly W CPUs (docs/ray.md). ``bench.run``,
 ``bench.sensitivity`` and ``bench.tune`` all launch their trials through :func:`run_trial`.
+
+Fault tolerance: Tune restarts a trial whose process or node was lost, Ray Train a worker
+group that lost a worker, each up to ``RunEnv.max_failures`` times; every restart resumes
+from the run's own checkpoint in the results store (``bench.resume``), not from Ray's
+checkpoints, so a re-run of a killed command resumes the same way. A run Ray gives up on is
+recorded as failed (docs/cluster.md).
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
-import shutil
 import sys
-import tempfile
-import time
+import uuid
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from algorithms.registry import PLUGINS_ENV
 
+from results.fs import Storage
+
 from . import ray_node
-from .checkpoint import load_state, save_state
 from .config import RunConfig, RunEnv
 from .grid_progress import GridOutcome, make_progress_callback
 from .ray_node import DEFAULT_CONNECT_TIMEOUT_S, RayStartError
@@ -134,59 +139,31 @@ def stop_ray() -> None:
 class TuneReporter:
     """Engine reporter inside a single-worker Tune trial."""
 
-    def report(self, metrics: dict, state: dict | None) -> None:
+    def report(self, metrics: dict) -> None:
         from ray import tune
 
-        if state is None:
-            tune.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            save_state(state, d)
-            _persisting(lambda: tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d)))
-
-    def restore(self) -> dict | None:
-        from ray import tune
-
-        return load_checkpoint(tune.get_checkpoint())
+        tune.report(metrics)
 
 
 class TrainReporter:
-    """Engine reporter inside a Ray Train worker: every rank reports, rank 0 saves the state."""
+    """Engine reporter inside a Ray Train worker: every rank reports (a barrier)."""
 
-    def report(self, metrics: dict, state: dict | None) -> None:
+    def report(self, metrics: dict) -> None:
         import ray.train
 
-        rank = ray.train.get_context().get_world_rank()
-        if state is None or rank != 0:
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as d:
-            save_state(state, d)
-            _persisting(lambda: ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d)))
-
-    def restore(self) -> dict | None:
-        import ray.train
-
-        return load_checkpoint(ray.train.get_checkpoint())
+        ray.train.report(metrics)
 
 
-def _persisting(report) -> None:
-    """Run a checkpointing report; a failed write to Ray's storage becomes a ResultsDirError
-    naming the path and the cause (a full disk is not a failure of the run's method)."""
-    from results import ResultsDirError, write_error_message
-
-    try:
-        report()
-    except OSError as e:
-        raise ResultsDirError(write_error_message("could not save a checkpoint", e)) from None
-
-
-def load_checkpoint(ckpt) -> dict | None:
-    """The run state in a Ray checkpoint (bench.checkpoint: weights_only, refused otherwise)."""
-    if ckpt is None:
-        return None
-    with ckpt.as_directory() as d:
-        return load_state(d)
+def lost_peer(e: BaseException) -> bool:
+    """Whether an error inside a worker group means another worker died (its connection
+    closed mid-collective): Ray Train then restarts the group from the checkpoint, instead
+    of the run being recorded as failed."""
+    dist = getattr(torch, "distributed", None)
+    if dist is not None and isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    text = str(e)
+    return isinstance(e, RuntimeError) and any(s in text for s in ("gloo/transport", "NCCL", "Connection reset by peer",
+                                                                    "Connection closed by peer"))
 
 
 def threads_for_trial() -> None:
@@ -200,7 +177,8 @@ def final_metrics(outcome: RunOutcome) -> dict:
     """The last report of a trial: status and validation error of the finished run."""
     r = outcome.run_row
     return {"done": True, "status": r["status"], "steps_done": r["steps_done"], "val_error_final": r["val_error"],
-            "steps_per_s": r["steps_per_s"], "write_error": outcome.write_error}
+            "steps_per_s": r["steps_per_s"], "write_error": outcome.write_error, "note": outcome.note,
+            "error_message": r.get("error_message", "")}
 
 
 ReporterWrap = Callable[["Reporter", RunConfig], "Reporter"]  # e.g. the search's filter of what Tune may see
@@ -220,7 +198,7 @@ def _train_loop_per_worker(job: dict) -> None:
     cfg, env = RunConfig.from_dict(job["run"]), RunEnv(**job["env"])
     device = ray.train.torch.get_device() if env.gpus_per_worker > 0 else torch.device("cpu")
     reporter = job["wrap"](TrainReporter(), cfg) if job.get("wrap") else TrainReporter()
-    outcome = train_run(cfg, env, reporter=reporter, comm=make_comm(), device=device)
+    outcome = train_run(cfg, env, reporter=reporter, comm=make_comm(), device=device, lost_peer=lost_peer)
     ray.train.report((job.get("final") or final_metrics)(outcome))
 
 
@@ -255,24 +233,35 @@ def run_trial(job: dict, wrap: ReporterWrap | None = None, final: FinalMetrics =
     from ray.tune.integration.ray_train import TuneReportCallback
     from ray.train.torch import TorchTrainer
 
+    from .run_row import record_lost_run
+
     resources = {"CPU": 1}
     if env.gpus_per_worker > 0:
         resources["GPU"] = env.gpus_per_worker
-    name = train_name or f"train-{cfg.run_id}"
-    storage = train_storage or os.path.join(env.results_dir, "ray")
+    # A name of its own per attempt: Ray Train would otherwise "resume" a finished group of the same name.
+    name = f"{train_name or f'train-{cfg.run_id}'}-{uuid.uuid4().hex[:8]}"
+    storage = Storage(train_storage or env.results_dir)
+    parent = "" if train_storage else "ray"
+    path, filesystem = storage.ray_storage(parent)
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config={**job, "wrap": wrap, "final": final},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=env.gpus_per_worker > 0,
                                                resources_per_worker=resources),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=storage, callbacks=[TuneReportCallback()],
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+            name=name, storage_path=path, storage_filesystem=filesystem, callbacks=[TuneReportCallback()],
+            failure_config=ray.train.FailureConfig(max_failures=env.max_failures),
         ),
     )
-    trainer.fit()
-    # The run's rows are in the store: its Train storage (checkpoints, state) is spent.
-    shutil.rmtree(os.path.join(storage, name), ignore_errors=True)
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as e:  # lost more than max_failures times: record it, resumable
+        message = f"Ray Train gave up after {env.max_failures + 1} attempts: {' '.join(str(e).split())[:300]}"
+        row, write_error = record_lost_run(cfg, env, message)
+        tune.report({"done": True, "status": "failed", "steps_done": row["steps_done"], "val_error_final": None,
+                     "steps_per_s": 0.0, "write_error": write_error, "note": "", "error_message": message})
+    finally:
+        storage.delete_dir(f"{parent}/{name}".lstrip("/"))  # the group's Train state is spent either way
 
 
 def trial_resources(workers: int, gpus_per_worker: float) -> dict[str, float]:
@@ -302,50 +291,52 @@ def _os_error_in(e: BaseException) -> OSError | None:
     return None
 
 
-def prune_experiment(exp_dir: str, keep_logs: bool) -> None:
-    """Free a finished grid's Ray storage: its checkpoints always (the rows are in the store),
-    the whole experiment directory unless trials crashed (their error logs stay)."""
-    if not keep_logs:
-        shutil.rmtree(exp_dir, ignore_errors=True)
-    elif os.path.isdir(exp_dir):
-        for root, dirs, _ in os.walk(exp_dir):
-            for d in [d for d in dirs if d.startswith("checkpoint_")]:
-                shutil.rmtree(os.path.join(root, d), ignore_errors=True)
-                dirs.remove(d)
-    try:
-        os.rmdir(os.path.dirname(exp_dir))  # results_dir/ray, if nothing else is left there
-    except OSError:
-        pass
+def prune_experiment(storage: Storage, rel: str, keep: bool) -> None:
+    """Free a finished grid's Ray storage (Tune's experiment state; the rows are in the
+    store) unless ``keep`` (trials crashed: their error logs stay; TensorBoard logs)."""
+    if not keep:
+        storage.delete_dir(rel)
+    if storage.local:
+        try:
+            os.rmdir(storage.path("ray"))  # results_dir/ray, if nothing else is left there
+        except OSError:
+            pass
 
 
-def run_grid(configs: list[RunConfig], env: RunEnv, name: str, max_concurrent: int) -> GridOutcome:
+def run_grid(configs: list[RunConfig], env: RunEnv, name: str, max_concurrent: int,
+             callbacks: list | None = None, keep_experiment: bool = False) -> GridOutcome:
     """Run every config as a Tune trial (a grid over run configs); results land in the store.
 
-    Ray's storage is ``results_dir/ray/<name>``: at most the last checkpoint of each run while
-    it is in flight, pruned when the grid ends (:func:`prune_experiment`). Ctrl-C raises
-    KeyboardInterrupt here (Tune's own handler is off: a re-run of the command resumes, by
-    skipping finished runs). A failed write of Ray's own state raises ResultsDirError (one
-    line, path and cause); failed writes of runs' rows are in the returned GridOutcome.
+    Ray's storage is ``results_dir/ray/<name>`` (Tune's experiment state; checkpoints live
+    in the store, ``bench.resume``), removed when the grid ends unless trials crashed or
+    ``keep_experiment`` (``callbacks`` such as TensorBoard's write there). A trial whose
+    process or node is lost is restarted up to ``env.max_failures`` times; a trial Ray gives
+    up on is recorded as a failed run. Ctrl-C raises KeyboardInterrupt here (Tune's own
+    handler is off: a re-run of the command resumes). A failed write of Ray's own state
+    raises ResultsDirError (one line, path and cause); failed writes of runs' rows are in the
+    returned GridOutcome.
     """
     from ray import tune
 
     from results import ResultsDirError, write_error_message
 
+    from .run_row import record_lost_run
+
     jobs = [{"run": c.to_dict(), "env": dataclasses.asdict(env)} for c in configs]
     for j in jobs:  # OptimConfig is a nested dataclass: keep plain dicts for Tune's config
         j["run"]["optim"] = dict(j["run"]["optim"])
     outcome = GridOutcome()
-    storage = os.path.join(env.results_dir, "ray")
+    storage = Storage(env.results_dir)
+    path, filesystem = storage.ray_storage("ray")
     trainable = tune.with_resources(run_trial_config, resources=lambda config: _trial_resources(config["job"]))
     tuner = tune.Tuner(
         trainable,
         param_space={"job": tune.grid_search(jobs)},
         tune_config=tune.TuneConfig(max_concurrent_trials=max(1, max_concurrent), reuse_actors=True),
         run_config=tune.RunConfig(
-            name=name, storage_path=storage, verbose=0,
-            callbacks=[make_progress_callback(len(jobs), outcome)],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            failure_config=tune.FailureConfig(max_failures=0),
+            name=name, storage_path=path, storage_filesystem=filesystem, verbose=0,
+            callbacks=[make_progress_callback(configs, outcome, max(1, max_concurrent)), *(callbacks or [])],
+            failure_config=tune.FailureConfig(max_failures=env.max_failures),
         ),
     )
     # Per-trial metrics live in our Parquet tables; Tune's complaint that its own result
@@ -353,21 +344,27 @@ def run_grid(configs: list[RunConfig], env: RunEnv, name: str, max_concurrent: i
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     previous = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    exp = f"ray/{name}"
     try:
         tuner.fit()
     except Exception as e:
         cause = _os_error_in(e)
         if cause is None:
             raise
-        prune_experiment(os.path.join(storage, name), keep_logs=True)
+        prune_experiment(storage, exp, keep=True)
         raise ResultsDirError(write_error_message(f"Ray could not write its experiment state under "
-                                                  f"{os.path.join(storage, name)}", cause)) from None
+                                                  f"{storage.show(exp)}", cause)) from None
     finally:
         if previous is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
         else:
             os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = previous
-    prune_experiment(os.path.join(storage, name), keep_logs=bool(outcome.crashed))
+    for run_id, error in outcome.lost.items():  # Tune gave up on these trials: record them as failed runs
+        cfg = next(c for c in configs if c.run_id == run_id)
+        _, write_error = record_lost_run(cfg, env, f"Ray gave up after {env.max_failures + 1} attempts: {error}")
+        if write_error:
+            outcome.write_errors.append(write_error)
+    prune_experiment(storage, exp, keep=bool(outcome.crashed) or keep_experiment)
     return outcome
 
 

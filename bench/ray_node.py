@@ -165,3 +165,54 @@ def probe_cluster(address: str, timeout_s: float) -> dict[str, float]:
     reason = next((l for l in reversed(lines) if "Error" in l or "error" in l), lines[-1] if lines else
                   f"exit status {proc.returncode}")
     raise RayStartError(f"cannot connect to the Ray cluster at {address}: {' '.join(reason.split())[:300]}")
+
+
+# ------------------------------------------------------------------ results on a multi-node cluster
+
+def check_results_reachable(results_dir: str, timeout_s: float = 60.0) -> str:
+    """Before runs start on a cluster of several nodes with a local ``results_dir``: ask every
+    node whether it sees a marker file written here. UsageError (one line) naming the nodes
+    that do not (their runs' results and checkpoints would stay on them); otherwise a note
+    to print. Empty for one node or a URI (``s3://``...), which every node reaches alike."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from results.fs import is_local
+
+    from .cli_errors import UsageError
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2 or not is_local(results_dir):
+        return ""
+    folder = results_dir
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    marker = os.path.join(folder, f".tmp-reach-{uuid.uuid4().hex}")
+
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    probe = ray.remote(num_cpus=0)(sees)
+    with open(marker, "w") as f:
+        f.write("reach")
+    try:
+        refs = [probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(marker)
+                for n in nodes]
+        try:
+            seen = ray.get(refs, timeout=timeout_s)
+        except Exception as e:  # a node that cannot run a task in time: say so, do not refuse
+            return (f"warning: --results-dir {results_dir} is a local path on a {len(nodes)}-node cluster and not "
+                    f"every node answered whether it sees it ({type(e).__name__}); every node must (NFS), or use "
+                    f"a URI (s3://..., gs://...)")
+    finally:
+        os.remove(marker)
+    blind = [f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n, ok in zip(nodes, seen) if not ok]
+    if blind:
+        raise UsageError(f"--results-dir {results_dir} is a local path that {len(blind)} of the cluster's {len(nodes)} "
+                         f"nodes do not see ({', '.join(blind[:5])}): their runs' results and checkpoints would stay "
+                         f"on them; use a folder shared by every node at the same path, or a URI (s3://bucket/prefix, "
+                         f"gs://...)")
+    return (f"--results-dir {results_dir} is a local path: all {len(nodes)} nodes of the cluster see it (checked "
+            f"now); nodes that join later must too, or use a URI (s3://..., gs://...)")

@@ -4,14 +4,20 @@ Every input is checked before Ray starts and before anything is written; bad inp
 one line on stderr and exit status 2. Finished runs (same config hash, status ok or
 diverged) are skipped, so re-running a command only does what is missing.
 
-Exit status: 0 every run is in the table; 1 some are missing (crashed, or their rows could
-not be written: the last line names the path and the cause); 2 bad input or no Ray
-(nothing written); 130 interrupted (Ctrl-C; finished runs are kept, a re-run does the rest).
+A lost worker or node restarts its run from the run's last checkpoint (``--max-failures``
+times); a re-run of a killed command resumes the runs that were in flight from theirs
+(docs/cluster.md).
+
+Exit status: 0 every run finished (ok, or diverged: a result); 1 some run failed or is
+missing (each is listed on stderr; rows that could not be written end with a line naming the
+path and the cause); 2 bad input or no Ray (nothing written); 130 interrupted (Ctrl-C;
+finished runs are kept, a re-run does the rest).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import os
 import sys
 import time
@@ -60,7 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="Ray Train data-parallel workers per run (global batch fixed)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per worker (0: CPU with gloo)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray instance (default: this machine's)")
-    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="where runs/ and evals/ Parquet files go")
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="where runs/, evals/ and checkpoints/ go: a local "
+                   "or mounted path, or a URI as Ray's storage_path takes it (s3://bucket/prefix, gs://, abfs://, "
+                   "file://); on a multi-node cluster every node must reach it")
+    p.add_argument("--max-failures", type=int, default=3, metavar="N",
+                   help="restart a run up to N times after a lost worker or node (Tune trials and Ray Train worker "
+                        "groups), each time from its last checkpoint; then it is recorded as failed")
+    p.add_argument("--checkpoint-every-min", type=float, default=10.0, metavar="MIN",
+                   help="checkpoint each run after this many minutes of training (and at its last step); a resumed "
+                        "run loses at most this much work; 0: after every step")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each finished run's last checkpoint under checkpoints/ (default: deleted once its rows "
+                        "are written)")
+    p.add_argument("--log-to", type=csv_list(str), default=[], metavar="tensorboard[,mlflow]",
+                   help="also log each run's validation metrics to TensorBoard (Ray's TBXLogger: event files under "
+                        "RESULTS/ray/<experiment>) and/or MLflow (Ray's MLflow callback; MLFLOW_TRACKING_URI, "
+                        "default RESULTS/mlruns); off by default")
     p.add_argument("--data-root", help="folder with dataset files (CIFAR, SVHN, STL-10, Fashion-MNIST)")
     p.add_argument("--download", action="store_true", help="let torchvision download missing datasets (needs internet)")
     p.add_argument("--address", help="Ray cluster address to join (default: RAY_ADDRESS, else a local Ray bound to "
@@ -179,20 +200,71 @@ def main(argv: list[str] | None = None) -> int:
         interrupted(PROG, RESUME_HINT)
 
 
+LOGGERS = ("tensorboard", "mlflow")
+
+
+def run_env(args: argparse.Namespace, env: RunEnv) -> RunEnv:
+    """The plan's environment with the fault-tolerance flags; UsageError on bad values."""
+    if args.max_failures < 0:
+        raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
+    if not args.checkpoint_every_min >= 0:
+        raise UsageError(f"--checkpoint-every-min must be >= 0, got {args.checkpoint_every_min:g}")
+    return dataclasses.replace(env, max_failures=args.max_failures, checkpoint_every_min=args.checkpoint_every_min,
+                               keep_checkpoints=args.keep_checkpoints)
+
+
+def logger_callbacks(names: list[str], env: RunEnv, experiment: str) -> list:
+    """Ray Tune callbacks for ``--log-to`` (each trial's reports: validation metrics and
+    progress only; the test set never reaches Tune); UsageError for an unknown name or a
+    missing package."""
+    unknown = [n for n in names if n not in LOGGERS]
+    if unknown:
+        raise UsageError(f"--log-to {','.join(unknown)}: unknown (valid: {', '.join(LOGGERS)})")
+    out = []
+    if "tensorboard" in names:
+        if importlib.util.find_spec("tensorboardX") is None:
+            raise UsageError("--log-to tensorboard needs tensorboardX (pip install tensorboardX)")
+        from ray.tune.logger import TBXLoggerCallback
+
+        out.append(TBXLoggerCallback())
+    if "mlflow" in names:
+        if importlib.util.find_spec("mlflow") is None:
+            raise UsageError("--log-to mlflow needs mlflow (pip install mlflow-skinny)")
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        from results.fs import Storage
+
+        storage = Storage(env.results_dir)
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or (f"file://{storage.path('mlruns')}" if storage.local else None)
+        if uri is None:
+            raise UsageError("--log-to mlflow with a URI --results-dir needs MLFLOW_TRACKING_URI (an MLflow server)")
+        out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment, save_artifact=False))
+    return out
+
+
+def _unique(configs: list[RunConfig]) -> list[RunConfig]:
+    """One config per run id (a protocol's base run may also be a row of another table)."""
+    seen: set[str] = set()
+    return [c for c in configs if not (c.run_id in seen or seen.add(c.run_id))]
+
+
 def _main(args: argparse.Namespace) -> int:
     from results import ResultsDirError, ResultStore, final_tables
 
     from .ray_node import RayStartError
 
+    experiment = f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     try:
         configs, env = plan(args)
+        env = run_env(args, env)
         if not args.connect_timeout > 0:
             raise UsageError(f"--connect-timeout must be positive, got {args.connect_timeout:g}")
+        callbacks = logger_callbacks(args.log_to, env, f"bench-{args.suite}")
         remote = bool(args.address or os.environ.get("RAY_ADDRESS"))
         cpus = None if remote else check_local_resources(args)
         store = ResultStore(env.results_dir)
-        finished = store.finished_run_ids() if os.path.isdir(env.results_dir) else set()
-        todo = [c for c in configs if c.run_id not in finished]
+        finished = store.finished_run_ids() if store.exists() else set()
+        todo = _unique([c for c in configs if c.run_id not in finished])
         if args.dry_run:
             _print_plan(args, configs, finished)
             return 0
@@ -203,24 +275,32 @@ def _main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     print(f"{PROG}: suite {args.suite}: {len(configs)} runs, {len(configs) - len(todo)} already finished, "
-          f"{len(todo)} to run; results in {env.results_dir}", flush=True)
+          f"{len(todo)} to run; results in {store.root}", flush=True)
     write_errors: list[str] = []
     if todo:
-        from . import ray_launch
+        from . import ray_launch, ray_node
 
         try:
             try:
                 resources = ray_launch.start_ray(args.address, cpus, connect_timeout=args.connect_timeout)
                 if remote:
                     check_cluster_resources(args, resources)
+                    note = ray_node.check_results_reachable(env.results_dir)
+                    if note:
+                        print(f"{PROG}: {note}", flush=True)
             except (UsageError, RayStartError) as e:
                 fail(PROG, str(e))
             slots = int(resources.get("CPU", 1) // max(1, args.workers))
             if args.gpus_per_worker > 0:
                 slots = min(slots, int(resources.get("GPU", 0) // (args.workers * args.gpus_per_worker)))
-            outcome = ray_launch.run_grid(todo, env, name=f"{args.suite}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                          max_concurrent=slots)
+            outcome = ray_launch.run_grid(todo, env, name=experiment, max_concurrent=slots, callbacks=callbacks,
+                                          keep_experiment="tensorboard" in args.log_to)
             write_errors = outcome.write_errors
+            if "tensorboard" in args.log_to:
+                from results.fs import Storage
+
+                print(f"{PROG}: TensorBoard logs: tensorboard --logdir {Storage(env.results_dir).show('ray/' + experiment)}",
+                      flush=True)
         except ResultsDirError as e:
             write_errors = [str(e)]
         finally:
@@ -229,19 +309,30 @@ def _main(args: argparse.Namespace) -> int:
         runs = store.load_runs([c.run_id for c in configs])
     except ResultsDirError as e:
         fail(PROG, str(e))
-    missing = len(configs) - len(runs)
     print()
     print(final_tables(runs))
     wall = time.perf_counter() - started
-    print(f"\n{len(runs)} runs in the table ({missing} missing), wall time {wall:.0f} s", flush=True)
-    bad = runs[runs["status"] != "ok"] if len(runs) else runs
-    for _, r in bad.iterrows():
-        print(f"  {r['status']}: {r['dataset']}/{r['n_labels']} {r['algorithm']} seed={r['seed']}: {r['error_message']}")
+    recorded = set(runs["run_id"]) if len(runs) else set()
+    missing = [c for c in _unique(configs) if c.run_id not in recorded]
+    print(f"\n{len(runs)} runs in the table ({len(missing)} missing), wall time {wall:.0f} s", flush=True)
+    failed = runs[runs["status"] == "failed"] if len(runs) else runs
+    for _, r in (runs[runs["status"] == "diverged"] if len(runs) else runs).iterrows():
+        print(f"  diverged: {r['dataset']}/{r['n_labels']} {r['algorithm']} seed={r['seed']}: {r['error_message']}")
+    if len(failed) or missing:
+        print(f"{PROG}: {len(failed)} runs failed, {len(missing)} missing (a re-run of the same command retries them, "
+              f"from their checkpoints):", file=sys.stderr)
+        for _, r in failed.iterrows():
+            print(f"  failed {r['run_id']} {r['dataset']}/{r['n_labels']} {r['algorithm']} seed={r['seed']} "
+                  f"at step {r['steps_done']}/{r['steps']}: {r['error_message']}", file=sys.stderr)
+        for c in missing:
+            print(f"  missing {c.run_id} {c.dataset}/{c.n_labels} {c.algorithm} seed={c.seed}: no rows recorded",
+                  file=sys.stderr)
+        sys.stderr.flush()
     if write_errors:
         more = f" ({len(write_errors) - 1} more runs not recorded)" if len(write_errors) > 1 else ""
         print(f"{PROG}: error: {write_errors[0]}{more}; free the space or fix the folder, then run the same command "
               f"again to do the missing runs", file=sys.stderr, flush=True)
-    return 1 if missing or write_errors else 0
+    return 1 if len(failed) or missing or write_errors else 0
 
 
 if __name__ == "__main__":

@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--num-cpus must be at least 1")
         cpus = None if remote else (args.num_cpus or os.cpu_count() or 1)
         store = ResultStore(env.results_dir)
-        finished = store.finished_run_ids() if os.path.isdir(env.results_dir) else set()
+        finished = store.finished_run_ids() if store.exists() else set()
+        if args.plot and not args.out and not store.storage.local:
+            raise UsageError("--plot with a URI --results-dir needs --out (a local file name stem for the figure)")
         todo = [c for c in configs if c.run_id not in finished]
         if args.dry_run:
             for c in configs:

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("results_dir", help="a results directory (holding runs/ and evals/)")
     args = p.parse_args(argv)
     store = ResultStore(args.results_dir)
-    if not store.runs_dir.is_dir():
+    if not store.exists():
         _fail(f"{store.root} holds no runs/ folder")
     try:
         done, left = store.migrate()

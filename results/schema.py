@@ -97,6 +97,11 @@ RUNS_OPTIONAL: dict[str, pa.DataType] = {
     "precision": pa.string(),  # RunConfig.precision: fp32 / bf16 (rows before it: null, i.e. fp32)
     "compile": pa.bool_(),  # RunConfig.compile: the network torch.compile'd (rows before it: null, i.e. off)
     "channels_last": pa.bool_(),  # RunConfig.channels_last (rows before it: null, i.e. off)
+    # attempts (bench.resume): a retry after a lost worker or node, or a re-run of a killed command,
+    # resumes from the run's checkpoint; wall_time_s sums the attempts
+    "resumed_from_step": pa.int64(),
+    "attempts": pa.int64(),
+    "last_attempt_wall_time_s": pa.float64(),
 }
 
 EVALS_REQUIRED: dict[str, pa.DataType] = {

@@ -1,17 +1,17 @@
-"""Parquet results store: one runs file and one evals file per run, written atomically.
+"""Parquet results store: one runs file and one evals file per run, published whole.
 
-Layout::
+Layout (under a local folder or a filesystem URI: ``results.fs``)::
 
     root/runs/<run_id>.parquet    one row (the run)
     root/evals/<run_id>.parquet   one row per evaluation point
 
-Each file is written to ``.tmp-*`` in its own directory, fsynced, then ``os.replace``d
-onto its final name. Both temporary files are complete before either rename, the evals
-file is renamed first and the runs file last, so a runs file present means the run's
-rows are complete. A random write token is stored in both files' Arrow metadata; the
-loader drops an evals file whose token differs from its runs file's (which only a kill
-between the two renames of a re-write can leave behind); such a run, like one whose evals
-file is unreadable, does not count as finished and is re-run.
+The evals file is published first and the runs file last, so a runs file present means the
+run's rows are complete (locally: both are written to ``.tmp-*`` files and fsynced before
+either is renamed; on an object store each is one upload, visible whole or not at all). A
+random write token is stored in both files' Arrow metadata; the loader drops an evals file
+whose token differs from its runs file's (which only a kill between the two publications of
+a re-write can leave behind); such a run, like one whose evals file is unreadable, does not
+count as finished and is re-run.
 
 Problems met while reading (an unreadable file, a stale evals file, files of an older
 schema) are reported on stderr, one line each and once per process, saying what happens
@@ -31,27 +31,19 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from .frames import concat as _concat
+from .fs import TMP_PREFIX, ResultsDirError, Storage, one_line, table_bytes
 from .schema import (DIAG_PREFIX, DIAGNOSTICS, HP_PREFIX, HPARAMS_JSON, SCHEMA_VERSION, columns_id, evals_schema,
                      runs_schema, to_tables)
 
-TMP_PREFIX = ".tmp-"
 SUFFIX = ".parquet"
 _TOKEN_KEY = b"bench.write_token"
 _VERSION_KEY = b"bench.schema_version"
 _COLUMNS_KEY = b"bench.columns"
 _NOTED: set[str] = set()
 
-
-class ResultsDirError(RuntimeError):
-    """The results directory cannot be used (one-line message)."""
-
-
-def _one_line(e: BaseException) -> str:
-    msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return " ".join(str(msg).split())
+_one_line = one_line
 
 
 def write_error_message(what: str, e: OSError) -> str:
@@ -78,51 +70,58 @@ def _cause(e: BaseException) -> str:
 _RERUN = "the run is left out of tables and counts as not finished: the next bench.run re-runs it"
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 class ResultStore:
+    """The runs and evals tables under ``root``: a local folder or a filesystem URI."""
+
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(os.path.abspath(os.fspath(root)))
-        self.runs_dir = self.root / "runs"
-        self.evals_dir = self.root / "evals"
+        self.storage = Storage(os.fspath(root))
+        loc = self.storage.location
+        # Local stores keep Path attributes (their callers join paths); remote ones show their URI.
+        self.root: Path | str = Path(loc) if self.storage.local else self.storage.show()
+        self.runs_dir = self.root / "runs" if self.storage.local else self.storage.show("runs")
+        self.evals_dir = self.root / "evals" if self.storage.local else self.storage.show("evals")
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r})"
+
+    def exists(self) -> bool:
+        """Whether any run has been written here (a runs/ folder or prefix with files)."""
+        try:
+            return bool(self.storage.list("runs")) if not self.storage.local else Path(self.root, "runs").is_dir()
+        except OSError as e:
+            raise ResultsDirError(f"cannot list results directory {self.root}: {_one_line(e)}") from None
 
     # ------------------------------------------------------------ writing
 
     def check_writable(self) -> None:
         """ResultsDirError (one line) unless rows can be written under the root. Creates
         nothing: a probe file is written and removed in each of root, runs/ and evals/ that
-        exists, else in the nearest existing folder above the root."""
-        existing = [d for d in (self.root, self.runs_dir, self.evals_dir) if d.exists()]
+        exists, else in the nearest existing folder above the root (on an object store: a
+        probe object under the root)."""
+        if not self.storage.local:
+            try:
+                self.storage.probe()
+            except OSError as e:
+                raise ResultsDirError(f"results directory {self.root} is not writable: {_one_line(e)}") from None
+            return
+        root = Path(self.root)
+        existing = [d for d in (root, root / "runs", root / "evals") if d.exists()]
         if not existing:
-            up = self.root.parent
+            up = root.parent
             while not up.exists() and up != up.parent:
                 up = up.parent
             existing = [up]
         for d in existing:
-            where = "" if d == self.root else f" ({d.name}/)" if d.parent == self.root else f" ({d} is the nearest existing folder)"
+            where = "" if d == root else f" ({d.name}/)" if d.parent == root else f" ({d} is the nearest existing folder)"
             if not d.is_dir():
-                raise ResultsDirError(f"results directory {self.root} is not writable{where}: {d} exists and is not a directory")
+                raise ResultsDirError(f"results directory {root} is not writable{where}: {d} exists and is not a directory")
             probe = d / f"{TMP_PREFIX}probe-{uuid.uuid4().hex}"
             try:
                 with open(probe, "wb") as f:
                     f.write(b"probe")
                 os.remove(probe)
             except OSError as e:
-                raise ResultsDirError(f"results directory {self.root} is not writable{where}: {_one_line(e)}") from None
+                raise ResultsDirError(f"results directory {root} is not writable{where}: {_one_line(e)}") from None
 
     def write_run(self, run_row: Mapping[str, Any], eval_rows: Sequence[Mapping[str, Any]]) -> None:
         """Validate and write one run (replacing any earlier rows of the same run_id)."""
@@ -131,89 +130,58 @@ class ResultStore:
         token = uuid.uuid4().hex.encode()
         runs_t = runs_t.replace_schema_metadata(_metadata(runs_t.schema, token))
         evals_t = evals_t.replace_schema_metadata(_metadata(evals_t.schema, token))
-
-        tmps: list[Path] = []
-        target = self.root
         try:
-            for d in (self.runs_dir, self.evals_dir):
-                d.mkdir(parents=True, exist_ok=True)
-            # Both temporaries complete before either rename.
-            target = self._evals_path(run_id)
-            ev_tmp = self._write_tmp(self.evals_dir, run_id, evals_t, tmps)
-            target = self._runs_path(run_id)
-            run_tmp = self._write_tmp(self.runs_dir, run_id, runs_t, tmps)
-            os.replace(ev_tmp, self._evals_path(run_id))
-            tmps.remove(ev_tmp)
-            _fsync_dir(self.evals_dir)
-            os.replace(run_tmp, self._runs_path(run_id))
-            tmps.remove(run_tmp)
-            _fsync_dir(self.runs_dir)
+            # The evals file first, the runs file (which vouches for it) last.
+            self.storage.publish([(f"evals/{run_id}{SUFFIX}", table_bytes(evals_t)),
+                                  (f"runs/{run_id}{SUFFIX}", table_bytes(runs_t))])
         except OSError as e:
-            raise ResultsDirError(write_error_message(f"could not write the results of run {run_id}",
-                                                      _naming(e, target))) from None
-        finally:
-            _remove_all(tmps)
+            if not getattr(e, "filename", None):
+                e = OSError(e.errno, e.strerror or str(e), self.storage.show())
+            raise ResultsDirError(write_error_message(f"could not write the results of run {run_id}", e)) from None
 
-    @staticmethod
-    def _write_tmp(d: Path, run_id: str, table: pa.Table, tmps: list[Path]) -> Path:
-        tmp = d / f"{TMP_PREFIX}{run_id}-{uuid.uuid4().hex[:8]}{SUFFIX}"
-        tmps.append(tmp)
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f)
-            f.flush()
-            os.fsync(f.fileno())
-        return tmp
+    def _runs_path(self, run_id: str) -> str:
+        return f"runs/{run_id}{SUFFIX}"
 
     def write_table(self, rel: str, table: pa.Table) -> None:
         """Publish ``table`` at ``root/rel`` (e.g. ``artifacts/<run_id>.parquet``) whole or not at
         all, as the runs and evals files are; ResultsDirError (one line) if it cannot be written."""
-        path = self.root / rel
-        tmps: list[Path] = []
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self._write_tmp(path.parent, path.stem, table, tmps), path)
-            tmps.clear()
-            _fsync_dir(path.parent)
+            self.storage.publish([(rel, table_bytes(table))])
         except OSError as e:
-            raise ResultsDirError(write_error_message(f"could not write {rel}", _naming(e, path))) from None
-        finally:
-            _remove_all(tmps)
+            if not getattr(e, "filename", None):
+                e = OSError(e.errno, e.strerror or str(e), self.storage.show(rel))
+            raise ResultsDirError(write_error_message(f"could not write {rel}", e)) from None
 
     def read_table(self, rel: str) -> pa.Table | None:
         """The table at ``root/rel``; None if there is none or it is unreadable (said once on stderr)."""
-        path = self.root / rel
         try:
-            return pq.read_table(path)
+            return self.storage.read_table(rel)
         except FileNotFoundError:
             return None
         except Exception as e:  # corrupt / truncated: the caller treats it as missing
-            note(f"skipping unreadable file {path} ({_cause(e)})", key=str(path))
+            shown = self.storage.show(rel)
+            note(f"skipping unreadable file {shown} ({_cause(e)})", key=shown)
             return None
 
     def table_names(self, folder: str) -> list[str]:
         """Names (without ``.parquet``) of the complete tables in ``root/folder``."""
-        return self._run_ids_on_disk(self.root / folder)
+        return self._run_ids_on_disk(folder)
 
-    def _runs_path(self, run_id: str) -> Path:
-        return self.runs_dir / f"{run_id}{SUFFIX}"
-
-    def _evals_path(self, run_id: str) -> Path:
-        return self.evals_dir / f"{run_id}{SUFFIX}"
+    def _evals_path(self, run_id: str) -> str:
+        return f"evals/{run_id}{SUFFIX}"
 
     # ------------------------------------------------------------ reading
 
-    def _run_ids_on_disk(self, d: Path) -> list[str]:
+    def _run_ids_on_disk(self, d: str) -> list[str]:
         try:
-            names = os.listdir(d)
-        except FileNotFoundError:
-            return []
+            names = self.storage.list(d)
         except OSError as e:
-            raise ResultsDirError(f"cannot list results directory {d}: {_one_line(e)}") from None
+            raise ResultsDirError(f"cannot list results directory {self.storage.show(d)}: {_one_line(e)}") from None
         return sorted(n[: -len(SUFFIX)] for n in names
                       if n.endswith(SUFFIX) and not n.startswith(TMP_PREFIX) and not n.startswith("."))
 
     def _selected(self, run_ids: Iterable[str] | None) -> list[str]:
-        on_disk = self._run_ids_on_disk(self.runs_dir)
+        on_disk = self._run_ids_on_disk("runs")
         if run_ids is None:
             return on_disk
         if isinstance(run_ids, str):
@@ -221,18 +189,19 @@ class ResultStore:
         wanted = set(run_ids)
         return [r for r in on_disk if r in wanted]
 
-    def _read(self, path: Path, columns: list[str] | None = None) -> pa.Table | None:
+    def _read(self, rel: str, columns: list[str] | None = None) -> pa.Table | None:
+        shown = self.storage.show(rel)
         try:
-            table = pq.read_table(path, columns=columns)
+            table = self.storage.read_table(rel, columns=columns)
         except FileNotFoundError:
             return None
         except Exception as e:  # corrupt / truncated / unreadable: skip, do not crash
-            note(f"skipping unreadable results file {path} ({_cause(e)}); {_RERUN}", key=str(path))
+            note(f"skipping unreadable results file {shown} ({_cause(e)}); {_RERUN}", key=shown)
             return None
         md = table.schema.metadata or {}
         if md.get(_COLUMNS_KEY) is None or md.get(_COLUMNS_KEY).decode() not in self._current_ids():
             version = (md.get(_VERSION_KEY) or b"1").decode()
-            kind = path.parent.name
+            kind = rel.split("/", 1)[0]
             note(f"{kind} files under {self.root} include files of results schema {version} or of another column set "
                  f"(an older version of the suite); they load here, and `python -m results.migrate {self.root}` "
                  f"rewrites them to schema {SCHEMA_VERSION}, whose files every Parquet reader takes as one table")
@@ -245,15 +214,16 @@ class ResultStore:
     def _paired_evals(self, rid: str, run_token: bytes | None, columns: list[str] | None = None) -> pa.Table | None:
         """The run's evals table if readable and written together with its runs file."""
         ev_path = self._evals_path(rid)
+        shown = self.storage.show(ev_path)
         t = self._read(ev_path, columns=columns)
         if t is None:
-            if not ev_path.exists():
-                note(f"run {rid} has a runs file but no evals file {ev_path}; {_RERUN}", key=str(ev_path))
+            if not self.storage.exists(ev_path):
+                note(f"run {rid} has a runs file but no evals file {shown}; {_RERUN}", key=shown)
             return None
         ev_token = (t.schema.metadata or {}).get(_TOKEN_KEY)
         if run_token is not None and ev_token != run_token:
-            note(f"skipping evals file {ev_path}: it was not written with the runs file beside it (an interrupted "
-                 f"re-write); {_RERUN}", key=str(ev_path))
+            note(f"skipping evals file {shown}: it was not written with the runs file beside it (an interrupted "
+                 f"re-write); {_RERUN}", key=shown)
             return None
         return t
 
@@ -262,7 +232,7 @@ class ResultStore:
         readable and paired with it (same write token); any other run is re-run."""
         statuses = {statuses} if isinstance(statuses, str) else set(statuses)
         out: set[str] = set()
-        for rid in self._run_ids_on_disk(self.runs_dir):
+        for rid in self._run_ids_on_disk("runs"):
             t = self._read(self._runs_path(rid), columns=["run_id", "status"])
             if t is None or not set(t.column("status").to_pylist()) & statuses:
                 continue
@@ -303,11 +273,12 @@ class ResultStore:
 
         done, left = 0, []
         current = self._current_ids()
-        for rid in self._run_ids_on_disk(self.runs_dir):
-            for d, upgrade in ((self.runs_dir, upgrade_run), (self.evals_dir, upgrade_evals)):
-                path = d / f"{rid}{SUFFIX}"
+        for rid in self._run_ids_on_disk("runs"):
+            for kind, upgrade in (("runs", upgrade_run), ("evals", upgrade_evals)):
+                rel = f"{kind}/{rid}{SUFFIX}"
+                path = self.storage.show(rel)
                 try:
-                    old = pq.read_table(path)
+                    old = self.storage.read_table(rel)
                 except Exception as e:
                     left.append(f"{path}: unreadable ({_one_line(e)[:120]})")
                     continue
@@ -321,14 +292,10 @@ class ResultStore:
                     continue
                 keep = {k: v for k, v in md.items() if k == _TOKEN_KEY}
                 new = new.replace_schema_metadata({**_metadata(new.schema, None), **keep})
-                tmps: list[Path] = []
                 try:
-                    os.replace(self._write_tmp(d, rid, new, tmps), path)
-                    tmps.clear()
+                    self.storage.publish([(rel, table_bytes(new))])
                 except OSError as e:
                     raise ResultsDirError(write_error_message(f"could not rewrite {path}", e)) from None
-                finally:
-                    _remove_all(tmps)
                 done += 1
         return done, left
 
@@ -371,21 +338,5 @@ def _expand_diagnostics(tables: list[pa.Table], df: pd.DataFrame) -> pd.DataFram
     return df.drop(columns=[DIAGNOSTICS])
 
 
-# Public names of the helpers results.trials shares with this module (one atomic-write discipline).
-one_line = _one_line
-fsync_dir = _fsync_dir
+# Public names of the helpers results.trials shares with this module.
 concat_tables = _concat
-
-
-def _naming(e: OSError, path: Path) -> OSError:
-    """``e``, naming ``path`` if it names no file (a failed write() does not)."""
-    return e if getattr(e, "filename", None) else OSError(e.errno, e.strerror or str(e), str(path))
-
-
-def _remove_all(tmps: list[Path]) -> None:
-    """Remove the temporaries left by a failed write (best effort)."""
-    for t in tmps:
-        try:
-            os.remove(t)
-        except OSError:
-            pass

@@ -6,26 +6,24 @@ Layout::
     root/searches/<search_id>.parquet  one row: the finished search (best config, final test error, cost)
     root/studies/<study_id>.parquet    one row: a sensitivity study (what was varied, over what)
 
-Every file is written to ``.tmp-*`` in its directory, fsynced and ``os.replace``d onto its
-name, as the runs and evals files are (``results.store``): a reader sees an old or a new
-table, never a torn one. Trial rows hold the search's *validation* objective only; test
+Every file is published whole, as the runs and evals files are (``results.fs``: a local
+``.tmp-*`` file renamed onto its name, or one object-store upload): a reader sees an old or
+a new table, never a torn one. Trial rows hold the search's *validation* objective only; test
 errors live in the runs table, read for the finished search's final re-runs.
 """
 from __future__ import annotations
 
 import json
 import os
-import uuid
 import warnings
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from .fs import TMP_PREFIX, ResultsDirError, Storage, one_line, table_bytes
 from .schema import HP_PREFIX, coerce_column, natural_column
-from .store import SUFFIX, TMP_PREFIX, ResultsDirError, concat_tables, fsync_dir, one_line
+from .store import SUFFIX, concat_tables
 
 TRIAL_STATUSES = ("ok", "stopped_early", "diverged", "failed", "errored")
 
@@ -129,31 +127,16 @@ class SearchStore:
     """Reads and writes the trials, searches and studies tables under ``root``."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(os.path.abspath(os.fspath(root)))
-        self.trials_dir = self.root / "trials"
-        self.searches_dir = self.root / "searches"
-        self.studies_dir = self.root / "studies"
+        self.storage = Storage(os.fspath(root))
+        self.root = self.storage.show()
 
     # ------------------------------------------------------------ writing
 
-    def _write(self, d: Path, ident: str, table: pa.Table) -> None:
-        tmp = d / f"{TMP_PREFIX}{ident}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+    def _write(self, kind: str, ident: str, table: pa.Table) -> None:
         try:
-            d.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                pq.write_table(table, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, d / f"{ident}{SUFFIX}")
-            fsync_dir(d)
+            self.storage.publish([(f"{kind}/{ident}{SUFFIX}", table_bytes(table))])
         except OSError as e:
-            raise ResultsDirError(f"could not write {d.name}/{ident}{SUFFIX} under {self.root}: {one_line(e)}") from None
-        finally:
-            if tmp.exists():
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
+            raise ResultsDirError(f"could not write {kind}/{ident}{SUFFIX} under {self.root}: {one_line(e)}") from None
 
     def write_trials(self, search_id: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Replace the trials table of ``search_id`` by ``rows`` (hyperparameters as ``hp_*``)."""
@@ -164,23 +147,23 @@ class SearchStore:
                 raise ValueError(f"trial row {r.get('trial_id')!r} belongs to search {r.get('search_id')!r}, not {search_id!r}")
             if r.get("status") not in TRIAL_STATUSES:
                 raise ValueError(f"trial row {r.get('trial_id')!r}: status must be one of {TRIAL_STATUSES}")
-        self._write(self.trials_dir, search_id, _table(rows, TRIALS_REQUIRED, "trial"))
+        self._write("trials", search_id, _table(rows, TRIALS_REQUIRED, "trial"))
 
     def write_search(self, row: Mapping[str, Any]) -> None:
         _check_id("search id", row.get("search_id", ""))
-        self._write(self.searches_dir, row["search_id"], _table([row], SEARCHES_REQUIRED, "search"))
+        self._write("searches", row["search_id"], _table([row], SEARCHES_REQUIRED, "search"))
 
     def write_study(self, row: Mapping[str, Any]) -> None:
         _check_id("study id", row.get("study_id", ""))
-        self._write(self.studies_dir, row["study_id"], _table([row], STUDIES_REQUIRED, "study"))
+        self._write("studies", row["study_id"], _table([row], STUDIES_REQUIRED, "study"))
 
     # ------------------------------------------------------------ reading
 
-    def _load(self, d: Path, ids: Iterable[str] | None, required: Mapping[str, pa.DataType]) -> pd.DataFrame:
+    def _load(self, kind: str, ids: Iterable[str] | None, required: Mapping[str, pa.DataType]) -> pd.DataFrame:
         try:
-            names = sorted(os.listdir(d))
-        except FileNotFoundError:
-            names = []
+            names = self.storage.list(kind)
+        except OSError as e:
+            raise ResultsDirError(f"cannot list {self.storage.show(kind)}: {one_line(e)}") from None
         wanted = None if ids is None else {ids} if isinstance(ids, str) else set(ids)
         tables = []
         for n in names:
@@ -189,21 +172,22 @@ class SearchStore:
             if wanted is not None and n[: -len(SUFFIX)] not in wanted:
                 continue
             try:
-                t = pq.read_table(d / n)
+                t = self.storage.read_table(f"{kind}/{n}")
             except Exception as e:  # corrupt or truncated: warn and go on, as the runs loader does
-                warnings.warn(f"skipping unreadable results file {d / n}: {one_line(e)}", stacklevel=3)
+                warnings.warn(f"skipping unreadable results file {self.storage.show(f'{kind}/{n}')}: {one_line(e)}",
+                              stacklevel=3)
                 continue
             tables.append(t)
         return concat_tables(tables, pa.schema([pa.field(k, v) for k, v in required.items()]))
 
     def load_trials(self, search_ids: Iterable[str] | str | None = None) -> pd.DataFrame:
-        return self._load(self.trials_dir, search_ids, TRIALS_REQUIRED)
+        return self._load("trials", search_ids, TRIALS_REQUIRED)
 
     def load_searches(self, search_ids: Iterable[str] | str | None = None) -> pd.DataFrame:
-        return self._load(self.searches_dir, search_ids, SEARCHES_REQUIRED)
+        return self._load("searches", search_ids, SEARCHES_REQUIRED)
 
     def load_studies(self, study_ids: Iterable[str] | str | None = None) -> pd.DataFrame:
-        return self._load(self.studies_dir, study_ids, STUDIES_REQUIRED)
+        return self._load("studies", study_ids, STUDIES_REQUIRED)
 
     def search(self, search_id: str) -> dict | None:
         """The finished search's row as a dict, or None."""

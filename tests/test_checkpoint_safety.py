@@ -1,5 +1,6 @@
 """Checkpoints hold tensors and plain containers only, load with weights_only=True, and a
-planted pickle is refused with one line without running anything."""
+planted pickle (in a checkpoint file or in a run's checkpoint in the results store) is
+refused with one line without running anything."""
 from __future__ import annotations
 
 import os
@@ -42,28 +43,31 @@ def test_planted_pickle_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
-def test_planted_pickle_in_a_ray_checkpoint_fails_the_run_with_one_line(tmp_path):
-    from ray.train import Checkpoint
+def _cfg(**kw) -> RunConfig:
+    return RunConfig.from_dict(dict(dict(dataset="two_circles", algorithm="supervised", network="mlp", n_labels=50,
+                                         steps=10, eval_every=5, batch_labeled=16, batch_unlabeled=32), **kw))
 
-    from bench.ray_launch import load_checkpoint
+
+def test_planted_pickle_in_the_store_fails_the_run_with_one_line(tmp_path):
+    import json
+
+    from bench.checkpoint import RunCheckpoints, code_version
 
     marker = tmp_path / "pwned"
-    _plant(tmp_path / "ckpt", marker)
-
-    class PlantedReporter:
-        def report(self, metrics, state):
-            del metrics, state
-
-        def restore(self):
-            return load_checkpoint(Checkpoint.from_directory(str(tmp_path / "ckpt")))
-
-    cfg = RunConfig.from_dict(dict(dataset="two_circles", algorithm="supervised", network="mlp", n_labels=50, steps=10,
-                                   eval_every=5, batch_labeled=16, batch_unlabeled=32))
-    out = train_run(cfg, RunEnv(str(tmp_path / "res")), reporter=PlantedReporter())
+    cfg = _cfg().resolved()
+    ck = RunCheckpoints(str(tmp_path / "res"), cfg.run_id)
+    _plant(tmp_path / "res" / "checkpoints" / cfg.run_id, marker)
+    os.replace(tmp_path / "res" / "checkpoints" / cfg.run_id / "state.pt",
+               tmp_path / "res" / "checkpoints" / cfg.run_id / ck.file_name(5, 0))
+    ck.write_manifest({"run_id": cfg.run_id, "code_version": code_version(), "world_size": 1, "step": 5,
+                       "steps": 10, "files": [ck.file_name(5, 0)], "attempts": 1, "wall_time_s": 1.0})
+    out = train_run(cfg, RunEnv(str(tmp_path / "res")))
     assert out.status == "failed"
-    assert out.run_row["error_message"].startswith("CheckpointError: refusing checkpoint ")
-    assert "\n" not in out.run_row["error_message"]
+    msg = out.run_row["error_message"]
+    assert msg.startswith("CheckpointError: refusing checkpoint ") and "\n" not in msg, msg
+    assert "delete" in msg and cfg.run_id in msg  # says how to start the run afresh
     assert not marker.exists()
+    assert json.loads((tmp_path / "res" / "checkpoints" / cfg.run_id / "manifest.json").read_text())["step"] == 5
 
 
 def test_check_plain_refuses_objects():
@@ -74,36 +78,26 @@ def test_check_plain_refuses_objects():
         check_plain({(1, 2): 0})
 
 
-class _Capture:
-    """Keeps every checkpoint as it would be written and read back by the real reporters."""
-
-    def __init__(self, tmp):
-        self.tmp, self.states = tmp, []
-
-    def report(self, metrics, state):
-        if state is not None:
-            d = os.path.join(self.tmp, f"c{len(self.states)}")
-            os.makedirs(d)
-            save_state(state, d)
-            self.states.append(load_state(d))
-
-    def restore(self):
-        return None
-
-
 ALGOS = list_algorithms() + [f"pseudo_label+{r}" for r in list_rules()] + ["mean_teacher+l2i_o"]
 
 
 @pytest.mark.parametrize("name", ALGOS)
 def test_every_algorithm_checkpoints_as_tensors_and_plain_containers(name, tmp_path):
+    from bench.checkpoint import RunCheckpoints
+
     cfg = RunConfig.from_dict(dict(dataset="two_circles", algorithm=name, network="mlp", n_labels=50, steps=4,
                                    eval_every=2, batch_labeled=16, batch_unlabeled=32,
                                    optim={"name": "adam", "lr": 0.01}))
-    cap = _Capture(str(tmp_path))
-    out = train_run(cfg, RunEnv(str(tmp_path / "res")), reporter=cap, write=False)
+    env = RunEnv(str(tmp_path / "res"), checkpoint_every_min=0, keep_checkpoints=True)
+    out = train_run(cfg, env)
     assert out.status == "ok", out.run_row["error_message"]
-    assert len(cap.states) == 2 and cap.states[-1]["step"] == 4
-    with open(os.path.join(tmp_path, "c1", "state.pt"), "rb") as f:  # the zip's pickle names only torch storages
-        torch.load(f, weights_only=True)
-    assert isinstance(cap.states[0]["generator"], torch.Tensor) and isinstance(cap.states[0]["torch_rng"], torch.Tensor)
-    assert pickle.dumps(cap.states[0]["sample_l"]["pos"]) and isinstance(cap.states[0]["sample_l"]["pos"], int)
+    ck = RunCheckpoints(env.results_dir, cfg.resolved().run_id)
+    assert ck.manifest()["step"] == 4
+    names = os.listdir(tmp_path / "res" / "checkpoints" / cfg.resolved().run_id)
+    assert sorted(names) == ["manifest.json", ck.file_name(4, 0)]  # the last step's state only
+    with open(tmp_path / "res" / "checkpoints" / cfg.resolved().run_id / ck.file_name(4, 0), "rb") as f:
+        state = torch.load(f, weights_only=True)  # the zip's pickle names only torch storages
+    assert state.keys() == ck.load(4).keys()
+    assert isinstance(state["generator"], torch.Tensor) and isinstance(state["torch_rng"], torch.Tensor)
+    assert pickle.dumps(state["sample_l"]["pos"]) and isinstance(state["sample_l"]["pos"], int)
+    assert state["step"] == 4 and len(state["eval_rows"]) == len(out.eval_rows)

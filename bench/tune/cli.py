@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             print(tune_spaces.describe(space) or "(no searchable hyperparameters)")
             print(f"#HPs in the papers: {space.paper_hps if space.paper_hps is not None else 'n/a'}")
             return 0
+        from results.fs import is_local
+
+        if not is_local(args.results_dir):
+            raise UsageError("bench.tune keeps its search state in files beside the results: --results-dir must be "
+                             "a local or mounted path (URIs: bench.run and bench.sensitivity)")
         if args.resume:
             given = [f"--{k.replace('_', '-')}" for k in _SEARCH_FLAGS
                      if getattr(args, k) != build_parser().get_default(k)]

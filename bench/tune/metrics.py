@@ -61,15 +61,12 @@ class SearchReporter:
         self.inner, self.steps = inner, steps
         self.last_val_error: float | None = None
 
-    def report(self, metrics: dict, state: dict | None) -> None:
+    def report(self, metrics: dict) -> None:
         out = tune_metrics(metrics)
         self.last_val_error = out[OBJECTIVE]
         if metrics.get("steps_done", 0) < self.steps:
             out[ASHA_TIME] = metrics["steps_done"]
-        self.inner.report(out, state)
-
-    def restore(self) -> dict | None:
-        return self.inner.restore()
+        self.inner.report(out)
 
 
 def search_reporter(inner, cfg: RunConfig) -> SearchReporter:

@@ -69,6 +69,10 @@ class SearchProgress(Callback):
 
         run_id = trial_run_config({n: trial.config[n] for n in self.names}, self.base).run_id
         row = trial_row(self.search_id, trial, self.names, self.keys.get(trial.trial_id, set()), errored, run_id)
+        if row["status"] == "stopped_early":  # ASHA stopped it: it never resumes, its checkpoint is spent
+            from ..checkpoint import RunCheckpoints
+
+            RunCheckpoints(self.root, run_id).clear()
         self.rows[row["trial_id"]] = row
         SearchStore(self.root).write_trials(self.search_id, self.rows.values())
         params = ", ".join(f"{n}={fmt(trial.config[n])}" for n in self.names)

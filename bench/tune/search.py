@@ -184,8 +184,7 @@ def run_search(spec: SearchSpec, env: RunEnv, concurrency: int) -> bool:
                 name=search_id, storage_path=tune_root, verbose=0,
                 callbacks=[SearchProgress(search_id, list(spec.space), spec.base_run["steps"], spec.trials,
                                           env.results_dir, base)],
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                failure_config=tune.FailureConfig(max_failures=0)),
+                failure_config=tune.FailureConfig(max_failures=env.max_failures)),
         )
     tuner.fit()
     trials = SearchStore(env.results_dir).load_trials([search_id])

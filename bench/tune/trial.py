@@ -44,7 +44,10 @@ def search_trial(config: dict, base: dict) -> None:
         evals = store.load_evals([cfg.run_id])
         tune.report(final_report(done.iloc[0].to_dict(), last_val_error(evals.to_dict("records"))))
         return
-    log_event(base["log"], "start", trial_id, cfg.run_id, "resume" if tune.get_checkpoint() else "fresh")
+    from ..checkpoint import RunCheckpoints
+
+    resuming = (RunCheckpoints(env.results_dir, cfg.run_id).manifest() or {}).get("step", 0) > 0
+    log_event(base["log"], "start", trial_id, cfg.run_id, "resume" if resuming else "fresh")
     job = {"run": dict(cfg.to_dict(), optim=dataclasses.asdict(cfg.optim)), "env": base["env"]}
     run_trial(job, wrap=search_reporter, final=search_final_metrics,
               on_outcome=lambda o: log_event(base["log"], "end", trial_id, cfg.run_id, o.status),
