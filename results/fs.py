@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import re
 import uuid
 from typing import Iterable
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ def one_line(e: BaseException) -> str:
 def scheme_of(location: str) -> str:
     """'s3' for 's3://b/p', '' for a plain path."""
     head, sep, _ = location.partition("://")
-    return head.lower() if sep and head.isalpha() else ""
+    return head.lower() if sep and re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", head) else ""
 
 
 def normalize(location: str) -> str:
@@ -204,23 +205,15 @@ class Storage:
 
     # ------------------------------------------------------------------ reading
 
-    def _entries(self, rel_dir: str, kind: pafs.FileType) -> list[str]:
+    def list(self, rel_dir: str) -> list[str]:
+        """Names of the files directly in ``rel_dir`` (empty if it does not exist)."""
         if self.local:
-            want = os.path.isfile if kind == pafs.FileType.File else os.path.isdir
             try:
-                return sorted(n for n in os.listdir(self.path(rel_dir)) if want(self.path(f"{rel_dir}/{n}")))
+                return sorted(n for n in os.listdir(self.path(rel_dir)) if os.path.isfile(self.path(f"{rel_dir}/{n}")))
             except FileNotFoundError:
                 return []
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel_dir), allow_not_found=True))
-        return sorted(i.base_name for i in infos if i.type == kind)
-
-    def list(self, rel_dir: str) -> list[str]:
-        """Names of the files directly in ``rel_dir`` (empty if it does not exist)."""
-        return self._entries(rel_dir, pafs.FileType.File)
-
-    def list_dirs(self, rel_dir: str) -> list[str]:
-        """Names of the folders directly in ``rel_dir`` (empty if it does not exist)."""
-        return self._entries(rel_dir, pafs.FileType.Directory)
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.File)
 
     def exists(self, rel: str) -> bool:
         if self.local:
