@@ -31,6 +31,7 @@ from results.artifacts import write_artifacts
 from .config import RunConfig, RunEnv
 from .environment import environment_columns
 from .evaluate import evaluate
+from .optim import make_optimizer
 from .resume import Resume
 from .run_options import compile_network, set_precision
 from .run_row import base_row
@@ -71,30 +72,6 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"[:500]
 
 
-def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """SGD (Nesterov) or Adam with linear warm-up then cosine-to-zero, constant, or step decay
-    (x ``gamma`` at each of ``milestones``, counted in steps from the start of the run).
-    ``foreach`` everywhere: bit for bit the per-tensor loop on CPU, where torch would not pick it."""
-    o = cfg.optim
-    if o.name == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
-                              weight_decay=o.weight_decay, foreach=True)
-    elif o.name == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, foreach=True)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=o.lr, weight_decay=o.weight_decay, foreach=True)
-
-    def factor(step: int) -> float:
-        if o.warmup_steps and step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        if o.schedule == "cosine":
-            t = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
-            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
-        if o.schedule == "step":
-            return o.gamma ** sum(step >= m for m in o.milestones)
-        return 1.0
-
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
 class Run:

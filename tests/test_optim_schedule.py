@@ -6,7 +6,7 @@ import torch
 
 from algorithms import ConfigError
 from bench.config import RunConfig
-from bench.engine import make_optimizer
+from bench.optim import make_optimizer
 
 
 def _cfg(**optim):
