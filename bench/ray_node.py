@@ -181,8 +181,6 @@ def check_results_reachable(results_dir: str, timeout_s: float = 60.0) -> str:
 
     from results.fs import is_local
 
-    from .cli_errors import UsageError
-
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     if len(nodes) < 2 or not is_local(results_dir):
         return ""
@@ -208,6 +206,14 @@ def check_results_reachable(results_dir: str, timeout_s: float = 60.0) -> str:
                     f"a URI (s3://..., gs://...)")
     finally:
         os.remove(marker)
+    return reachability_verdict(results_dir, nodes, seen)
+
+
+def reachability_verdict(results_dir: str, nodes: list[dict], seen: list[bool]) -> str:
+    """The note for a local ``results_dir`` every node (``ray.nodes()`` entries) sees;
+    UsageError (one line) naming the nodes whose ``seen`` is false."""
+    from .cli_errors import UsageError
+
     blind = [f"{n['NodeManagerAddress']} ({n['NodeID'][:8]})" for n, ok in zip(nodes, seen) if not ok]
     if blind:
         raise UsageError(f"--results-dir {results_dir} is a local path that {len(blind)} of the cluster's {len(nodes)} "

@@ -6,7 +6,7 @@ diverged) are skipped, so re-running a command only does what is missing.
 
 A lost worker or node restarts its run from the run's last checkpoint (``--max-failures``
 times); a re-run of a killed command resumes the runs that were in flight from theirs
-(docs/cluster.md).
+(README, "Running on a cluster"; docs/ray.md).
 
 Exit status: 0 every run finished (ok, or diverged: a result); 1 some run failed or is
 missing (each is listed on stderr; rows that could not be written end with a line naming the
@@ -285,6 +285,8 @@ def _main(args: argparse.Namespace) -> int:
                 resources = ray_launch.start_ray(args.address, cpus, connect_timeout=args.connect_timeout)
                 if remote:
                     check_cluster_resources(args, resources)
+                    print(f"{PROG}: joined the Ray cluster at {args.address or os.environ['RAY_ADDRESS']}: "
+                          f"{resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs", flush=True)
                     note = ray_node.check_results_reachable(env.results_dir)
                     if note:
                         print(f"{PROG}: {note}", flush=True)

@@ -46,6 +46,10 @@ BAD_INPUTS = [
     (["--algorithms", "pseudo_label+l2i_o", "--hp", "meta_method=nope"], "meta_method must be one of"),
     (["--algorithms", "pseudo_label+l2i_o", "--hp", "l2i_variant=nope"], "meta_method must be one of"),
     (["--algorithms", "pseudo_label", "--hp", "threshold"], "--hp expects KEY=VALUE"),
+    (["--max-failures", "-1"], "--max-failures must be >= 0"),
+    (["--checkpoint-every-min", "-5"], "--checkpoint-every-min must be >= 0"),
+    (["--checkpoint-every-min", "nan"], "--checkpoint-every-min must be >= 0"),
+    (["--log-to", "wandb"], "--log-to wandb: unknown (valid: tensorboard, mlflow)"),
 ]
 
 
@@ -87,7 +91,8 @@ def test_help_documents_every_flag(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for flag in ["--suite", "--algorithms", "--datasets", "--labels", "--seeds", "--steps", "--workers",
-                 "--gpus-per-worker", "--results-dir", "--data-root", "--download", "--address"]:
+                 "--gpus-per-worker", "--results-dir", "--data-root", "--download", "--address", "--max-failures",
+                 "--checkpoint-every-min", "--keep-checkpoints", "--log-to"]:
         assert flag in out
 
 
@@ -172,3 +177,13 @@ def test_channels_last_flag_reaches_every_config(tmp_path):
     fast, _ = plan(build_parser().parse_args(["--suite", "smoke", "--channels-last", "--results-dir", str(tmp_path)]))
     assert plain and not any(c.channels_last for c in plain) and all(c.channels_last for c in fast)
     assert {c.run_id for c in plain}.isdisjoint({c.run_id for c in fast})  # a different run, not a rerun
+
+
+def test_log_to_a_logger_whose_package_is_missing_is_one_line_exit_2(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:
+        pytest.skip("mlflow is installed here")
+    code, err = _run_main(["--suite", "smoke", "--log-to", "mlflow", "--results-dir", str(tmp_path / "r")], capsys)
+    assert code == 2 and err.strip() == "bench.run: error: --log-to mlflow needs mlflow (pip install mlflow-skinny)"
+    assert not (tmp_path / "r").exists()
