@@ -107,8 +107,13 @@ def test_sigkill_of_a_ray_train_worker_resumes_from_the_checkpoint_with_equal_nu
 
     ref = tmp_path / "ref"
     assert run_again([a if a != str(res) else str(ref) for a in args]) == 0
-    assert _eval_numbers(res, cfg.run_id) == _eval_numbers(ref, cfg.run_id)
-    assert ResultStore(ref).load_runs().iloc[0]["test_error"] == row["test_error"]
+    resumed_evals, ref_evals = _eval_numbers(res, cfg.run_id), _eval_numbers(ref, cfg.run_id)
+    ref_row = ResultStore(ref).load_runs().iloc[0]
+    print(f"resumed run: test_error {row['test_error']!r}, val_error {row['val_error']!r}, {len(resumed_evals)} eval "
+          f"numbers; uninterrupted run: test_error {ref_row['test_error']!r}, val_error {ref_row['val_error']!r}, "
+          f"{len(ref_evals)} eval rows; equal: {resumed_evals == ref_evals}")
+    assert resumed_evals == ref_evals
+    assert ref_row["test_error"] == row["test_error"]
 
 
 def _cmd(results) -> list[str]:
@@ -159,13 +164,18 @@ def test_sigkill_of_the_driver_then_the_same_command_resumes_in_flight_runs(tmp_
     for r, b in before.items():
         assert (res / "runs" / f"{r}.parquet").read_bytes() == b  # finished runs untouched
     resumed = runs.set_index("run_id").loc[[r for r, s in steps_at_kill.items() if s > 0]]
-    print(resumed[["resumed_from_step", "attempts", "steps_done", "wall_time_s", "last_attempt_wall_time_s"]])
+    print(f"after the re-run: {len(runs)} rows in runs/ for {len(ids)} run ids, {len(set(runs['run_id']))} distinct")
+    print(resumed[["resumed_from_step", "attempts", "steps_done", "wall_time_s", "last_attempt_wall_time_s"]]
+          .to_string())
     assert (resumed["resumed_from_step"] >= 1).all() and (resumed["attempts"] >= 2).all()
     assert "resumed from step" in second.stdout
     # The resumed runs end with the numbers of an uninterrupted run (same config, no Ray).
     for cfg in configs:
         if cfg.run_id in resumed.index:
-            assert _eval_numbers(res, cfg.run_id) == _train_alone(cfg, tmp_path / "ref"), cfg.run_id
+            got, want = _eval_numbers(res, cfg.run_id), _train_alone(cfg, tmp_path / "ref")
+            print(f"{cfg.run_id} ({cfg.algorithm} seed={cfg.seed}): {len(got)} eval rows after the resume, equal "
+                  f"to an uninterrupted run's: {got == want}")
+            assert got == want, cfg.run_id
     assert not (res / "checkpoints").exists()  # spent once the rows are written
 
 
