@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from bench.checkpoint import RunCheckpoints
 from bench.config import RunConfig, RunEnv
 from bench.engine import train_run
 from results import ResultStore
+from tests.resume_helpers import Stop, StopAt, last_checkpoint
 
 
 def _cfg(**kw):
@@ -27,21 +27,6 @@ class Recorder:
 
     def report(self, metrics):
         self.metrics.append(dict(metrics))
-
-
-class Stop(BaseException):
-    """Stands for a hard kill: not an Exception, so the engine does not record it."""
-
-
-class StopAt(Recorder):
-    def __init__(self, step):
-        super().__init__()
-        self.step = step
-
-    def report(self, metrics):
-        super().report(metrics)
-        if metrics["steps_done"] == self.step:
-            raise Stop
 
 
 def test_same_seed_same_numbers_and_split(tmp_path):
@@ -80,8 +65,7 @@ def test_eval_rows_carry_training_seconds_that_survive_a_resume(tmp_path):
     cfg = _cfg(algorithm="meta_semi").resolved()
     with pytest.raises(Stop):
         train_run(cfg, env, reporter=StopAt(30))  # killed at the evaluation of step 30: last checkpoint at 29
-    ck = RunCheckpoints(env.results_dir, cfg.run_id)
-    mid_state = ck.load(ck.manifest()["step"])
+    mid_state = last_checkpoint(env, cfg.run_id)
     assert mid_state["step"] == 29
     resumed = train_run(cfg, env)
     assert resumed.run_row["resumed_from_step"] == 29

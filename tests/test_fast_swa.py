@@ -286,15 +286,11 @@ def _cfg(**hp):
 
 
 class _Recorder:
-    def __init__(self, restore_state=None):
-        self.metrics, self.states, self._restore = [], [], restore_state
+    def __init__(self):
+        self.metrics = []
 
-    def report(self, metrics, state):
+    def report(self, metrics):
         self.metrics.append(dict(metrics))
-        self.states.append(None if state is None else _save(state))
-
-    def restore(self):
-        return self._restore
 
 
 def test_engine_evaluates_the_swa_model_and_leaves_ema_and_raw_rows_unchanged(tmp_path):
@@ -323,14 +319,17 @@ def test_engine_resume_with_fast_swa_cycles_equals_uninterrupted(tmp_path):
     from bench.config import RunEnv
     from bench.engine import train_run
 
-    env = RunEnv(str(tmp_path))
+    from tests.resume_helpers import Stop, StopAt, last_checkpoint
+
     hp = dict(fast_swa=True, swa_start=0.2, swa_every=2, swa_cycle=6, swa_bn_batches=12)
-    rec = _Recorder()
-    full = train_run(_cfg(**hp), env, reporter=rec, write=False)
-    mid = rec.states[1]
-    assert mid["step"] == 20 and int(mid["algo"]["swa"]["n_averaged"]) > 0
-    resumed = train_run(_cfg(**hp), env, reporter=_Recorder(mid), write=False)
-    assert full.status == resumed.status == "ok"
+    full = train_run(_cfg(**hp), RunEnv(str(tmp_path / "full")), write=False)
+    env = RunEnv(str(tmp_path / "res"), checkpoint_every_min=0)  # a checkpoint in the store after every step
+    with pytest.raises(Stop):
+        train_run(_cfg(**hp), env, reporter=StopAt(20))
+    mid = last_checkpoint(env, _cfg(**hp).resolved().run_id)
+    assert mid["step"] == 19 and int(mid["algo"]["swa"]["n_averaged"]) > 0
+    resumed = train_run(_cfg(**hp), env)
+    assert full.status == resumed.status == "ok" and resumed.run_row["resumed_from_step"] == 19
     assert [(r["step"], r["split"], r["model"], r["error"], r["loss"]) for r in full.eval_rows] == \
         [(r["step"], r["split"], r["model"], r["error"], r["loss"]) for r in resumed.eval_rows]
     assert any(r["model"] == "swa" and r["step"] == 30 for r in resumed.eval_rows)

@@ -385,18 +385,20 @@ def test_separate_meta_optimizer_is_a_fresh_adam_step_on_the_meta_gradient(rule)
 
 
 def test_separate_meta_optimizer_resumes_from_checkpoint(tmp_path):
-    from tests.test_engine import Recorder
+    from tests.resume_helpers import Stop, StopAt, last_checkpoint
 
     cfg = RunConfig.from_dict(dict(
         dataset="two_circles", algorithm="pseudo_label+l2i_o", network="mlp", n_labels=50, steps=40, eval_every=10,
         batch_labeled=16, batch_unlabeled=32, optim={"name": "adam", "lr": 0.01, "schedule": "constant"},
         hparams={"holdout_batch": 8, "l2i_meta_optimizer": "separate", "l2i_inner_lr_scale": 5.0}))
-    full = train_run(cfg, RunEnv(str(tmp_path)), reporter=Recorder(), write=False)
-    first = Recorder()
-    train_run(cfg, RunEnv(str(tmp_path)), reporter=first, write=False)
-    mid = first.states[1]
-    assert mid["step"] == 20 and mid["algo"]["rule"]["meta_optimizer"]["state"]
-    resumed = train_run(cfg, RunEnv(str(tmp_path)), reporter=Recorder(mid), write=False)
+    full = train_run(cfg, RunEnv(str(tmp_path / "full")), write=False)
+    env = RunEnv(str(tmp_path / "res"), checkpoint_every_min=0)  # a checkpoint in the store after every step
+    with pytest.raises(Stop):
+        train_run(cfg, env, reporter=StopAt(20))
+    mid = last_checkpoint(env, cfg.resolved().run_id)
+    assert mid["step"] == 19 and mid["algo"]["rule"]["meta_optimizer"]["state"]
+    resumed = train_run(cfg, env)
+    assert resumed.run_row["resumed_from_step"] == 19
     assert resumed.status == full.status == "ok"
     for k in full.model_state:
         assert torch.allclose(full.model_state[k], resumed.model_state[k], atol=1e-6), k

@@ -153,13 +153,10 @@ class _StopAt:
     def __init__(self):
         self.n = 0
 
-    def report(self, metrics, state):
+    def report(self, metrics):
         self.n += 1
         if self.n == 2:
             raise RuntimeError("killed at the second evaluation")
-
-    def restore(self):
-        return None
 
 
 def test_failed_rows_have_null_headline_errors(tmp_path):

@@ -16,19 +16,7 @@ from bench.config import RunConfig, RunEnv
 from bench.engine import train_run
 from results import ResultStore
 from tests.gloo import run_workers
-
-
-class Stop(BaseException):
-    """Stands for a hard kill: not an Exception, so the engine does not record it."""
-
-
-class StopAt:
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def report(self, metrics: dict) -> None:
-        if metrics["steps_done"] == self.step:
-            raise Stop
+from tests.resume_helpers import Stop, StopAt, interrupted_then_resumed
 
 
 def _cfg(algorithm: str = "mean_teacher", **kw) -> RunConfig:
@@ -42,18 +30,12 @@ def _numbers(out) -> list:
              tuple(sorted((k, v) for k, v in r.items() if k.startswith("diag_")))) for r in out.eval_rows]
 
 
-def _interrupted_then_resumed(cfg: RunConfig, env: RunEnv, stop_at: int, comm=None):
-    with pytest.raises(Stop):
-        train_run(cfg, env, reporter=StopAt(stop_at), comm=comm)
-    return train_run(cfg, env, comm=comm)
-
-
 @pytest.mark.parametrize("algorithm", ["mean_teacher", "pseudo_label+meta_semi"])
 def test_interrupted_run_resumes_exactly_from_between_evaluations(algorithm, tmp_path):
     cfg = _cfg(algorithm)
     ref = train_run(cfg, RunEnv(str(tmp_path / "ref")))
     env = RunEnv(str(tmp_path / "res"), checkpoint_every_min=0)  # a checkpoint after every step
-    out = _interrupted_then_resumed(cfg, env, stop_at=30)
+    out = interrupted_then_resumed(cfg, env, stop_at=30)
     # The stop came at the evaluation of step 30, before its checkpoint: the resume starts at 29,
     # between evaluations, with the diagnostics summed since step 20 restored.
     assert out.status == "ok" and out.run_row["resumed_from_step"] == 29 and out.run_row["attempts"] == 2
@@ -70,7 +52,7 @@ def test_interrupted_run_resumes_exactly_from_between_evaluations(algorithm, tmp
 def _two_workers(comm, root: str) -> dict:
     cfg = _cfg("pi_model", batch_labeled=16, batch_unlabeled=32)
     ref = train_run(cfg, RunEnv(f"{root}/ref"), comm=comm)
-    out = _interrupted_then_resumed(cfg, RunEnv(f"{root}/res", checkpoint_every_min=0), 20, comm=comm)
+    out = interrupted_then_resumed(cfg, RunEnv(f"{root}/res", checkpoint_every_min=0), 20, comm=comm)
     return {"ref": _numbers(ref), "out": _numbers(out), "resumed": out.run_row["resumed_from_step"],
             "ref_state": ref.model_state, "out_state": out.model_state}
 
