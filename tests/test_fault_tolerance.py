@@ -110,7 +110,7 @@ def test_sigkill_of_a_ray_train_worker_resumes_from_the_checkpoint_with_equal_nu
     resumed_evals, ref_evals = _eval_numbers(res, cfg.run_id), _eval_numbers(ref, cfg.run_id)
     ref_row = ResultStore(ref).load_runs().iloc[0]
     print(f"resumed run: test_error {row['test_error']!r}, val_error {row['val_error']!r}, {len(resumed_evals)} eval "
-          f"numbers; uninterrupted run: test_error {ref_row['test_error']!r}, val_error {ref_row['val_error']!r}, "
+          f"rows; uninterrupted run: test_error {ref_row['test_error']!r}, val_error {ref_row['val_error']!r}, "
           f"{len(ref_evals)} eval rows; equal: {resumed_evals == ref_evals}")
     assert resumed_evals == ref_evals
     assert ref_row["test_error"] == row["test_error"]
