@@ -121,7 +121,9 @@ class Run:
         self.step = 0
         self.eval_rows: list[dict] = []
         self.train_seconds = 0.0
-        # Diagnostics summed since the last evaluation (checkpointed: a resume between evaluations is exact).
+        # Diagnostics summed since the last evaluation, on the device (checkpointed: a resume
+        # between evaluations is exact).
+        self.stats = StepStats()
 
     def _holdout_sampler(self, spec: HoldoutSpec) -> EpochSampler | None:
         """A sampler of labeled hold-out batches for meta rules that ask for them.
@@ -153,7 +155,7 @@ class Run:
             "torch_rng": torch.get_rng_state(), "sample_l": self.sample_l.state_dict(),
             "sample_u": self.sample_u.state_dict() if self.sample_u else None,
             "sample_h": self.sample_h.state_dict() if self.sample_h else None,
-            "eval_rows": self.eval_rows, "train_seconds": self.train_seconds,
+            "eval_rows": self.eval_rows, "train_seconds": self.train_seconds, "step_stats": self.stats.state_dict(),
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
@@ -173,6 +175,7 @@ class Run:
             self.sample_h.load_state_dict(s["sample_h"])
         self.eval_rows = list(s["eval_rows"])
         self.train_seconds = float(s["train_seconds"])
+        self.stats.load_state_dict(s["step_stats"], self.device)
         if s.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(s["cuda_rng"], self.device)
 
@@ -226,11 +229,13 @@ class Run:
         """Steps from ``self.step`` to the budget, evaluating every ``eval_every`` steps. The steps
         never read a device value: diagnostics and the finiteness of the loss are read once per
         evaluation (:mod:`bench.step_stats`), so a divergence is raised up to ``eval_every`` steps
-        late, naming the step where it happened. With ``resume``, a checkpoint is saved at the first
-        evaluation after ``checkpoint_every_min`` minutes (workers agree there, not at every step)
-        and at the last step."""
+        late, naming the step where it happened. With ``resume``, a checkpoint is saved about every
+        ``checkpoint_every_min`` minutes of training, at a step fixed in advance at the start and at
+        each evaluation from the measured speed (so workers agree without a collective in the step
+        loop), and at the last step."""
         cfg = self.cfg
-        stats = StepStats()
+        stats = self.stats
+        next_ckpt = resume.next_checkpoint_step(self.step, self.train_seconds) if resume is not None else None
         while self.step < cfg.steps:
             t0 = time.perf_counter()
             try:
@@ -247,6 +252,9 @@ class Run:
             reading = stats.read(self.comm) if due else None  # waits for the device: counted as training time
             self.train_seconds += time.perf_counter() - t0
             if reading is None:
+                if self.step == next_ckpt:
+                    resume.save(self)
+                    next_ckpt = resume.next_checkpoint_step(self.step, self.train_seconds)
                 continue
             if reading.first_bad_step is not None:
                 self.step = reading.first_bad_step
@@ -255,8 +263,10 @@ class Run:
             metrics.update(steps_done=self.step, steps_per_s=self.step / max(1e-9, self.train_seconds),
                            loss=reading.means.get("loss", float("nan")))
             reporter.report(metrics)
-            if resume is not None and (self.step == cfg.steps or resume.due_everywhere()):
-                resume.save(self)
+            if resume is not None:
+                if self.step == next_ckpt or self.step == cfg.steps:
+                    resume.save(self)
+                next_ckpt = resume.next_checkpoint_step(self.step, self.train_seconds, next_ckpt)
 
     def worker_divergence(self) -> float:
         """Largest difference between workers' parameter fingerprints (0.0 when in sync).

@@ -15,6 +15,7 @@ checkpoint (what it trained after that is redone, and counted, by the next attem
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -113,14 +114,21 @@ class Resume:
 
     # ------------------------------------------------------------------ during training
 
-    def due(self) -> bool:
-        """Whether this worker has trained ``checkpoint_every_min`` since the last checkpoint."""
-        return time.perf_counter() - self.last_save >= self.every_s
-
-    def due_everywhere(self) -> bool:
-        """:meth:`due` on any worker (all-reduced, so every worker saves together); called at
-        evaluations only, so the step loop stays free of collectives and host reads."""
-        return self._agree([1.0 if self.due() else 0.0])[0] > 0
+    def next_checkpoint_step(self, step: int, train_seconds: float, planned: int | None = None) -> int | None:
+        """The step of the next checkpoint after ``step``: ``planned`` while it is still ahead,
+        else ``checkpoint_every_min`` minutes of training ahead at the run's measured speed
+        (``train_seconds`` over ``step`` steps); None until a speed is measured (the first
+        evaluation decides). Rank 0's answer is every worker's (a collective: called at the start,
+        at evaluations and at checkpoints, never in between), so workers save at the same step
+        without a collective or a host read in the step loop."""
+        if planned is not None and planned > step:
+            return planned
+        if self.every_s <= 0:
+            return step + 1
+        if step <= 0 or train_seconds <= 0:
+            return None
+        k = max(1, math.ceil(self.every_s / (train_seconds / step)))
+        return step + int(self._agree([float(k) if self.comm.rank == 0 else 0.0])[0])
 
     def save(self, run: Run) -> None:
         """Every worker writes its state at ``run.step``; rank 0 then publishes the manifest

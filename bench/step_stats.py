@@ -84,6 +84,22 @@ class StepStats:
         bad = values[-1]
         return StatsReading(dict(zip(names, values[:-1])), None if bad == _NO_STEP else int(bad))
 
+    def state_dict(self) -> dict:
+        """The sums since the last read, for a checkpoint between evaluations (reads the device:
+        called only when a checkpoint is written). Tensors go to the CPU as float64."""
+        return {"sums": {k: (v.detach().cpu() if isinstance(v, torch.Tensor) else float(v)) for k, v in self._sums.items()},
+                "counts": dict(self._counts),
+                "first_bad": None if self._first_bad is None else self._first_bad.detach().cpu(),
+                "first_bad_host": float(self._first_bad_host)}
+
+    def load_state_dict(self, s: dict, device: torch.device) -> None:
+        """Continue the sums of :meth:`state_dict` (on ``device``): the same additions as without
+        the checkpoint, so a resumed run's means are bit-identical."""
+        self._sums = {k: (v.to(device) if isinstance(v, torch.Tensor) else float(v)) for k, v in s["sums"].items()}
+        self._counts = {k: int(v) for k, v in s["counts"].items()}
+        self._first_bad = None if s["first_bad"] is None else s["first_bad"].to(device)
+        self._first_bad_host = float(s["first_bad_host"])
+
     def local_first_bad_step(self) -> int | None:
         """This worker's divergence flag alone, no collective (for a step that raised on this
         worker only: was the loss already not finite, i.e. a divergence rather than a failure?)."""

@@ -97,9 +97,8 @@ PAPER_METHODS: tuple[PaperMethod, ...] = (
     PaperMethod("002", "Supervised", "supervised"), PaperMethod("002", "Supervised + MixUp", "supervised_mixup"),
     PaperMethod("002", "Pi-model", "pi_model"), PaperMethod("002", "Temp-ensemble", "temporal_ensembling"),
     PaperMethod("002", "Mean Teacher", "mean_teacher", _MT), PaperMethod("002", "VAT", "vat"),
-    PaperMethod("002", "Learning to Reweight", "pseudo_label+l2rw",
-                note="002 applies L2RW's weights to Meta-Semi's EMA pseudo-labels with MixUp; here it acts on "
-                     "Pseudo-Label"),
+    PaperMethod("002", "Learning to Reweight", "meta_semi_l2rw",
+                note="L2RW's weights on Meta-Semi's EMA pseudo-labels with MixUp, as 002 App. D ran it"),
     PaperMethod("002", "MT + Fast SWA", "mean_teacher", _SWA,
                 note="our error is the EMA model's; the fast-SWA average is evaluated as model 'swa'"),
     PaperMethod("002", "ICT", "ict"), PaperMethod("002", "MixMatch", "mixmatch"),

@@ -64,7 +64,7 @@ def test_eval_rows_carry_training_seconds_that_survive_a_resume(tmp_path):
     env = RunEnv(str(tmp_path / "res"), checkpoint_every_min=0)  # a checkpoint in the store after every step
     cfg = _cfg(algorithm="meta_semi").resolved()
     with pytest.raises(Stop):
-        train_run(cfg, env, reporter=StopAt(30))  # killed at the evaluation of step 30: last checkpoint at 29
+        train_run(cfg, env, reporter=StopAt(30))  # killed at the evaluation of step 30, before its checkpoint: last at 29
     mid_state = last_checkpoint(env, cfg.run_id)
     assert mid_state["step"] == 29
     resumed = train_run(cfg, env)

@@ -196,7 +196,7 @@ def test_cli_full_dry_run_json_lists_every_run_without_dataset_files(tmp_path, c
     import results
 
     monkeypatch.setattr(results.ResultStore, "finished_run_ids", lambda self: {full[0].config.run_id})
-    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "runs").mkdir(parents=True)  # a results dir that has runs (their ids patched in)
     assert main(["--suite", "full", "--dry-run", "--json", "--data-root", str(tmp_path / "nothing"),
                  "--results-dir", str(tmp_path / "r")]) == 0
     out, err = capsys.readouterr()
