@@ -151,9 +151,9 @@ SUITES: dict[str, Suite] = {
     "toy": Suite("toy", "paper 000 Fig. 1: two circles, 50 labels, SL / PL / PL+L2I (model output) / PL+L2I "
                         "(learnable labels), 3 seeds", (TWO_CIRCLES,), seeds=3,
                  algorithms=("supervised", "pseudo_label"), compositions=("pseudo_label+l2i_o", "pseudo_label+l2i_l")),
-    "full": Suite("full", "the papers' protocols on CIFAR-10/100, SVHN, STL-10 (needs the data and GPUs); every "
-                          "registered algorithm; protocols " + ", ".join(PROTOCOLS) + " (bench.run --list: who is in which; "
-                          "--preset paper / paper_cnn13 for their hyperparameters)",
+    "full": Suite("full", "the papers' tables on CIFAR-10/100, SVHN, STL-10 (needs the data and GPUs): protocols "
+                          + ", ".join(PROTOCOLS) + ", each run with its table's network, budget and presets "
+                          "(bench.run --list: who is in which; --dry-run: the runs and their cost)",
                   (CIFAR10, CIFAR100, SVHN, STL10), seeds=5,
                   compositions=tuple(sorted({m for p in PROTOCOLS.values() for m in p.methods if "+" in m}))),
 }
