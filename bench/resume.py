@@ -43,7 +43,7 @@ class Resume:
         self.attempts = 1
         self.wall_before = 0.0  # earlier attempts, each up to its last checkpoint
         self.note = ""
-        self.started = self.last_save = time.perf_counter()
+        self.started = time.perf_counter()
 
     # ------------------------------------------------------------------ agreement
 
@@ -149,7 +149,6 @@ class Resume:
         if self._agree([1.0 if failed else 0.0])[0]:
             raise ResultsDirError(failed or f"could not save a checkpoint of run {self.cfg.run_id} (another worker's "
                                             f"write failed)")
-        self.last_save = time.perf_counter()
 
     # ------------------------------------------------------------------ the row
 
