@@ -25,6 +25,7 @@ from .hparams import adopt_generic_hparams
 from .parallel import Comm
 from .schedules import ramp_up
 from .stepper import Stepper
+from .task import CLASSIFICATION, ClassificationTask, Task, task_refusal
 
 H = TypeVar("H")
 
@@ -35,10 +36,11 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 class Batch:
     """One *global* batch, identical on every worker.
 
-    x_l [B_l, *input_shape] float, y_l [B_l] int64, x_u [B_u, *input_shape] float;
+    x_l [B_l, *input_shape] float, y_l [B_l] int64 class labels (regression: [B_l, K] float
+    targets in their own units), x_u [B_u, *input_shape] float;
     u_idx [B_u] int64 on the host (CPU): positions of x_u in the unlabeled pool (for per-sample state such as
     temporal ensembling), None when the caller has no pool.
-    x_h [B_h, ...], y_h [B_h]: a labeled hold-out batch for meta rules that ask for one
+    x_h [B_h, ...], y_h [B_h] (or [B_h, K]): a labeled hold-out batch for meta rules that ask for one
     (:meth:`Algorithm.holdout_spec` with ``size > 0``), None otherwise.
     """
 
@@ -52,7 +54,13 @@ class Batch:
 
 @dataclass
 class TrainContext:
-    """What an algorithm may use besides its model and hyperparameters."""
+    """What an algorithm may use besides its model and hyperparameters.
+
+    num_classes: width of the network's output (the number of classes; K for regression);
+    task: what the run learns (:mod:`algorithms.task`): the supervised loss, the model's output as
+    a target, the distance of regression bases, and for regression the standardisation and the
+    augmentation that moves the targets (``augment`` / ``strong_augment`` are then unused).
+    """
 
     num_classes: int
     total_steps: int
@@ -61,6 +69,7 @@ class TrainContext:
     generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
     num_unlabeled: int = 0  # size of the unlabeled pool that Batch.u_idx indexes
     strong_augment: Augment = lambda x, g: x  # strong augmentation (RandAugment + Cutout for images)
+    task: Task = field(default_factory=ClassificationTask)
 
 
 @dataclass
@@ -92,15 +101,19 @@ class LossTerms:
 class StepInputs:
     """The pieces of a base method's loss for one step, on this worker's shard.
 
-    x_l [b_l, ...], y_l [b_l] int64; x_u_student [b_u, ...] the student's view of the unlabeled
-    batch (the one its unlabeled loss is computed on: FixMatch's strong view); targets [b_u, C]
-    the imputed labels z (detached); mask [b_u] per-sample base weights (e.g. a confidence
+    x_l [b_l, ...], y_l [b_l] int64 (regression: [b_l, K] float, moved with x_l's augmentation);
+    x_u_student [b_u, ...] the student's view of the unlabeled batch (the one its unlabeled loss
+    is computed on: FixMatch's strong view); targets [b_u, C] (regression: [b_u, K] in output
+    units) the imputed labels z (detached), as targets of the student's view; mask [b_u] per-sample base weights (e.g. a confidence
     threshold); weight = lambda(t); logits_l, logits_u: the student's logits on x_l and
     x_u_student (with graph).
     y_l_soft [b_l, C]: soft labeled targets when the base mixes labeled data (MixMatch), which
     then replace y_l in the labeled loss. x_u_teacher [b_u, ...]: the view the imputer looked
     at when it is another one (Mean Teacher's second view, FixMatch's weak view); None when
     the imputer used the student's own view (Pseudo-Label, mixed batches).
+    target_offset [b_u, K]: for regression, what turns an output on the imputer's view into a
+    target of the student's view (the views are displaced differently; 001 App. A.1), in output
+    units; None when targets do not move with the augmentation (classification).
     """
 
     x_l: torch.Tensor
@@ -113,6 +126,7 @@ class StepInputs:
     logits_u: torch.Tensor | None = None
     y_l_soft: torch.Tensor | None = None
     x_u_teacher: torch.Tensor | None = None
+    target_offset: torch.Tensor | None = None
 
     @property
     def imputer_view(self) -> torch.Tensor:
@@ -162,6 +176,9 @@ class Algorithm(Generic[H]):
     #: a meta method that is not a rule: the registered base closest to it in cost without
     #: its meta step (``bench.perf`` measures its overhead against that base)
     cost_reference: ClassVar[str | None] = None
+    #: the tasks (:mod:`algorithms.task`) it can learn, and why it cannot learn the others
+    tasks: ClassVar[tuple[str, ...]] = (CLASSIFICATION,)
+    tasks_note: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -214,6 +231,11 @@ class Algorithm(Generic[H]):
         del hp
         return NO_HOLDOUT
 
+    @classmethod
+    def refuse_task(cls, task: str) -> str | None:
+        """Why it cannot learn a ``task`` run (one line), or None if it can."""
+        return task_refusal(cls.name, cls.tasks, cls.tasks_note, task)
+
     # -- helpers shared by subclasses -------------------------------------------------
     def views(self, x: torch.Tensor) -> torch.Tensor:
         """A weakly augmented view of a global batch, sharded to this worker."""
@@ -222,6 +244,21 @@ class Algorithm(Generic[H]):
     def strong_views(self, x: torch.Tensor) -> torch.Tensor:
         """A strongly augmented view of a global batch, sharded to this worker."""
         return self.ctx.comm.shard(self.ctx.strong_augment(x, self.ctx.generator))
+
+    def labeled_views(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A weakly augmented view of a global labeled batch and its targets (moved alike for
+        regression), sharded: x [B, ...], y [B] or [B, K] -> this worker's rows."""
+        comm = self.ctx.comm
+        x_aug, y_aug = self.ctx.task.augment_labeled(self.ctx.augment, x, y, self.ctx.generator)
+        return comm.shard(x_aug), comm.shard(y_aug)
+
+    def target_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's per-sample supervised loss against ground truth y: [b, C], [b] (or [b, K]) -> [b]."""
+        return self.ctx.task.losses(out, y)
+
+    def target_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's mean supervised loss (the L2I rules' hold-out loss C_H)."""
+        return self.ctx.task.loss(out, y)
 
 
 class BaseMethod(Algorithm[H]):
@@ -232,20 +269,28 @@ class BaseMethod(Algorithm[H]):
     :func:`unlabeled_weight`).
     """
 
-    #: whether :meth:`impute` needs a second augmented view of x_u (teachers do; Pseudo-Label does not)
+    #: whether :meth:`impute` needs a second augmented view of x_u (teachers do; Pseudo-Label does
+    #: not). When targets move with the augmentation (regression) every base imputes from a view of
+    #: its own, whose displacement is known, and carries the targets over (:meth:`teacher_view_needed`).
     needs_teacher_view: ClassVar[bool] = True
+    #: regression: the student's unlabeled view, ``augmented`` (weakly, like the imputer's) or
+    #: ``original`` (the un-augmented image; 001 App. A.1 for Pseudo-Label)
+    regression_student_view: ClassVar[str] = "augmented"
     composable = True
     diagnostics = ("mask_fraction",)
 
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Per-sample d(f(T(x_u)), z): logits [b, C], targets [b, C] -> [b]."""
-        return losses.soft_cross_entropy(logits_u, targets)
+        """Per-sample d(f(T(x_u)), z): logits [b, C], targets [b, C] -> [b] (cross-entropy; for
+        regression the task's squared error)."""
+        return self.ctx.task.consistency(logits_u, targets, losses.soft_cross_entropy)
 
     def impute(self, x_u_teacher: torch.Tensor | None, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """psi: imputed targets [b, C] (detached) and a per-sample mask [b].
 
         ``x_u_teacher`` is a second augmented view of this worker's unlabeled shard (None if
-        ``needs_teacher_view`` is False); ``logits_u`` the student's logits on its own view.
+        :meth:`teacher_view_needed` is False); ``logits_u`` the student's logits on its own view.
+        Regression targets are returned as targets of ``x_u_teacher`` (output units); ``prepare``
+        carries them over to the student's view.
         """
         raise NotImplementedError  # abstract
 
@@ -254,25 +299,54 @@ class BaseMethod(Algorithm[H]):
         hp = self.hp
         return hp.lambda_u * ramp_up(step, self.ctx.total_steps, hp.rampup_fraction, hp.rampup)
 
+    def teacher_view_needed(self) -> bool:
+        """Whether ``prepare`` draws a second view of x_u for the imputer."""
+        return self.needs_teacher_view or self.ctx.task.moves_targets
+
+    def unlabeled_view(self, x: torch.Tensor, original: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A weakly augmented view of a global unlabeled batch, sharded, and the displacement of its
+        targets ([b, K] for regression, None for classification); ``original``: the un-augmented
+        batch (regression only) with zero displacement."""
+        comm, task = self.ctx.comm, self.ctx.task
+        if original:
+            x_v = comm.shard(x)
+            return x_v, task.no_displacement(x_v)
+        x_aug, delta = task.augment_unlabeled(self.ctx.augment, x, self.ctx.generator)
+        return comm.shard(x_aug), None if delta is None else comm.shard(delta)
+
     def prepare(self, batch: Batch, step: int) -> StepInputs:
         """Augment, shard, run the student once on labeled + unlabeled, and impute."""
-        comm = self.ctx.comm
-        x_l = self.views(batch.x_l)
-        y_l = comm.shard(batch.y_l)
-        x_u = self.views(batch.x_u)
-        x_u_teacher = self.views(batch.x_u) if self.needs_teacher_view else None
+        task = self.ctx.task
+        x_l, y_l = self.labeled_views(batch.x_l, batch.y_l)
+        original = task.moves_targets and self.regression_student_view == "original"
+        x_u, moved_u = self.unlabeled_view(batch.x_u, original)
+        x_u_teacher, moved_t = self.unlabeled_view(batch.x_u) if self.teacher_view_needed() else (None, None)
         # One forward over labeled and unlabeled together, so BatchNorm sees both (as MixMatch's interleaving intends).
         logits = self.model(torch.cat([x_l, x_u]))
         logits_l, logits_u = logits[: x_l.shape[0]], logits[x_l.shape[0]:]
         targets, mask = self.impute(x_u_teacher, logits_u)
+        offset = task.view_offset(moved_t, moved_u)
+        if offset is not None:
+            targets = targets + offset
         return StepInputs(x_l, y_l, x_u, targets.detach(), mask.detach(), self.unlabeled_weight(step), logits_l, logits_u,
-                          x_u_teacher=x_u_teacher)
+                          x_u_teacher=x_u_teacher, target_offset=offset)
 
     def labeled_losses(self, logits_l: torch.Tensor, s: StepInputs) -> torch.Tensor:
-        """Per-sample C_T terms [b_l]: cross-entropy with y_l, or with ``s.y_l_soft`` when set."""
+        """Per-sample C_T terms [b_l]: the task's loss with y_l (cross-entropy, or the squared
+        error for regression), or cross-entropy with ``s.y_l_soft`` when set."""
         if s.y_l_soft is not None:
             return losses.soft_cross_entropy(logits_l, s.y_l_soft)
-        return losses.hard_cross_entropy(logits_l, s.y_l)
+        return self.target_losses(logits_l, s.y_l)
+
+    def output_targets(self, out: torch.Tensor, s: StepInputs) -> torch.Tensor:
+        """The model's outputs on the imputer's view read as targets of the student's view: softmax
+        for classes, the outputs carried over by ``s.target_offset`` for regression (L2I's z(theta))."""
+        z = self.ctx.task.output_targets(out)
+        return z if s.target_offset is None else z + s.target_offset
+
+    def project_targets(self, z: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+        """Corrected targets back onto valid ones (the simplex for classes; unchanged for regression)."""
+        return self.ctx.task.project(z, fallback)
 
     def unlabeled_losses(self, logits_u: torch.Tensor, s: StepInputs, targets: torch.Tensor | None = None) -> torch.Tensor:
         """Per-sample C_U terms [b_u]: mask * d(logits_u, z), z = ``targets`` or ``s.targets``."""

@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, update_bn
@@ -54,6 +53,7 @@ from .ema import EMATeacherMixin, WeightEMA
 from .hparams import require
 from .registry import register
 from .stepper import Stepper
+from .task import TASKS
 
 
 @dataclass
@@ -95,6 +95,9 @@ class MeanTeacherHparams:
 @register
 class MeanTeacher(EMATeacherMixin, BaseMethod[MeanTeacherHparams]):
     """psi = softmax of the EMA teacher on a second augmented view; d = ||softmax(f(x)) - z||^2.
+    Regression: psi = the teacher's regressed values on a second shifted view, carried over to the
+    student's shifted view (the shifts subtracted and added, as the official L2I code); d = the
+    task's squared error.
 
     The teacher is a separate copy whose weights are the EMA of the student's, updated after
     every optimizer step; it never receives gradients. With ``fast_swa`` an equal-weight
@@ -105,6 +108,7 @@ class MeanTeacher(EMATeacherMixin, BaseMethod[MeanTeacherHparams]):
     name = "mean_teacher"
     paper_hps = 2  # tunable hyperparameters the papers count: Meta-Semi Table 2
     description = "EMA teacher, squared error between student and teacher softmax"
+    tasks = TASKS
 
     def __init__(self, model, hp, ctx) -> None:
         super().__init__(model, hp, ctx)
@@ -119,12 +123,12 @@ class MeanTeacher(EMATeacherMixin, BaseMethod[MeanTeacherHparams]):
             self._bn_batches: deque[tuple[torch.Tensor, torch.Tensor]] = deque(maxlen=hp.swa_bn_batches)
 
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return losses.softmax_squared_error(logits_u, targets)
+        return self.ctx.task.consistency(logits_u, targets, losses.softmax_squared_error)
 
     @torch.no_grad()
     def impute(self, x_u_teacher: torch.Tensor, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self.teacher.model.train(self.model.training)
-        targets = F.softmax(self.teacher.model(x_u_teacher), dim=1)
+        targets = self.ctx.task.output_targets(self.teacher.model(x_u_teacher))
         return targets, torch.ones(targets.shape[0], device=targets.device, dtype=targets.dtype)
 
     @classmethod

@@ -108,6 +108,7 @@ class MetaSemi(Algorithm[MetaSemiHparams]):
     paper_hps = 1  # beta (002 Table 2)
     # EMA-teacher pseudo-labels + MixUp of labeled and unlabeled inputs, as ICT: its cost without the meta step
     cost_reference = "ict"
+    tasks_note = "its EMA soft pseudo-labels are class distributions and its MixUp mixes label distributions (002 Sec. 3)"
     description = "Meta-Semi: keep pseudo-labeled samples whose meta-gradient is <= 0"
     not_composable_because = "it is already a meta method; compose a base with the meta_semi rule instead (e.g. pseudo_label+meta_semi)"
 

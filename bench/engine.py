@@ -1,10 +1,10 @@
 """The run function: one training run from a typed config, with or without Ray.
 
-Flow: data + split -> model + algorithm -> step loop (the algorithm owns its update) ->
-evaluation of the EMA and raw weights on validation, test and the labeled training set every
-``eval_every`` steps ->
-rows written atomically to the results store by rank 0. Every attempt resumes from the run's
-checkpoint in the store and checkpoints every few minutes of training (``bench.resume``).
+Flow: data + split -> task (classification or regression, :mod:`bench.run_task`) -> model +
+algorithm -> step loop (the algorithm owns its update) -> evaluation of the EMA and raw weights
+on validation, test and the labeled training set by the dataset's metric every ``eval_every``
+steps -> rows written atomically to the results store by rank 0. Every attempt resumes from the
+run's checkpoint in the store and checkpoints every few minutes of training (``bench.resume``).
 Ray enters only through the ``reporter`` (metrics) and the communicator
 (``algorithms.parallel``). Only validation metrics are reported to the reporter: Ray Tune
 never sees the test set.
@@ -28,13 +28,14 @@ from datasets.augment import strong_augment_for, weak_augment_for
 from results import ResultsDirError, ResultStore, last_k_median
 from results.artifacts import write_artifacts
 
-from .config import RunConfig, RunEnv
+from .config import ConfigError, RunConfig, RunEnv
 from .environment import environment_columns
 from .evaluate import evaluate
 from .optim import make_optimizer
 from .resume import Resume
 from .run_options import compile_network, set_precision
 from .run_row import base_row
+from .run_task import task_for
 from .sampling import EpochSampler, balanced_subset
 from .step_stats import StepStats
 
@@ -86,14 +87,18 @@ class Run:
         data = datasets.load(cfg.dataset, env.data_root, env.download)
         info = data.info
         self.info = info
+        algo_cls = algorithm or get_algorithm(cfg.algorithm)
+        refused = algo_cls.refuse_task(info.task)
+        if refused:
+            raise ConfigError(refused)
         n_val = datasets.resolve_n_val(info, cfg.n_labels, cfg.val_protocol, cfg.n_val)
-        self.split = datasets.make_split(cfg.dataset, data.y_train, info.num_classes, cfg.n_labels, n_val, cfg.split_seed)
+        self.split = datasets.split_for(info, data.y_train, cfg.n_labels, n_val, cfg.split_seed)
         lab = torch.from_numpy(self.split.labeled.copy())
         self.x_l, self.y_l = data.x_train[lab].to(device), data.y_train[lab].to(device)
         val = torch.from_numpy(self.split.val.copy())
         self.x_val, self.y_val = data.x_train[val].to(device), data.y_train[val].to(device)
         self.x_test, self.y_test = data.x_test.to(device), data.y_test.to(device)
-        algo_cls = algorithm or get_algorithm(cfg.algorithm)
+        self.task = task_for(info, self.y_l)
         hp = from_dict(algo_cls.Hparams, cfg.hparams, f"{cfg.algorithm} hyperparameter") if algorithm else cfg.typed_hparams()
         if algo_cls.uses_unlabeled:
             x_u = data.x_train[torch.from_numpy(self.split.unlabeled.copy())]
@@ -104,12 +109,13 @@ class Run:
             self.x_u = self.x_l[:0]
 
         torch.manual_seed(cfg.seed)  # same initial weights on every worker
-        self.model = set_precision(set_memory_format(build_network(cfg.network, info.input_shape, info.num_classes)
+        self.model = set_precision(set_memory_format(build_network(cfg.network, info.input_shape, info.num_outputs)
                                                      .to(device), cfg.channels_last), cfg.precision)
         # One generator for batches, augmentation and MixUp, seeded alike on every worker.
         self.generator = torch.Generator().manual_seed(cfg.seed * 7919 + 1)
-        ctx = TrainContext(info.num_classes, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator,
-                           num_unlabeled=self.x_u.shape[0], strong_augment=strong_augment_for(cfg.dataset))
+        ctx = TrainContext(info.num_outputs, cfg.steps, comm, weak_augment_for(cfg.dataset), self.generator,
+                           num_unlabeled=self.x_u.shape[0], strong_augment=strong_augment_for(cfg.dataset),
+                           task=self.task)
         self.algo = algo_cls(self.model, hp, ctx)
         self.optimizer, self.scheduler = make_optimizer(self.model, cfg)
         self.stepper = Stepper(self.model, self.optimizer, self.scheduler, comm)
@@ -129,7 +135,7 @@ class Run:
         """A sampler of labeled hold-out batches for meta rules that ask for them.
 
         ``joint``: hold-out batches come from the labeled training set itself (L2I's default,
-        no extra labels). ``separate``: a class-balanced part of the labeled set (a function of
+        no extra labels). ``separate``: a class-balanced (regression: uniform) part of the labeled set (a function of
         the split seed) becomes the hold-out set and leaves C_T's labeled set (001 Table 6).
         """
         self.holdout = spec
@@ -191,7 +197,8 @@ class Run:
 
     def evaluate_all(self, diagnostics: dict[str, float]) -> dict:
         """Evaluate EMA and raw weights, and the algorithm's extra models (``eval_models``, e.g.
-        "swa"), on val, test and train; append rows; return Tune-safe metrics (``val_error_<model>``).
+        "swa"), on val, test and train by the dataset's metric (``error`` holds it, ``metric`` names
+        it); append rows; return Tune-safe metrics (``val_error_<model>``).
 
         ``train`` is the labeled training set the supervised loss sees (n_labels examples, fewer
         when a rule holds some out as a separate hold-out set), evaluated without augmentation:
@@ -203,11 +210,11 @@ class Run:
         splits = (("val", self.x_val, self.y_val), ("test", *self.test_set()), ("train", self.x_l, self.y_l))
         for model_name, model in models:
             for split, x, y in splits:
-                err, loss = evaluate(model, x, y, self.comm)
-                if not (math.isfinite(loss)):
+                err, loss = evaluate(model, x, y, self.comm, self.task)
+                if not (math.isfinite(loss) and math.isfinite(err)):
                     raise Diverged(f"{model_name} {split} loss is not finite at step {self.step}")
                 row = {"run_id": "", "step": self.step, "split": split, "model": model_name, "error": err, "loss": loss,
-                       "elapsed_s": self.train_seconds}
+                       "elapsed_s": self.train_seconds, "metric": self.info.metric}
                 row.update({f"diag_{k}": float(v) for k, v in diagnostics.items()})
                 self.eval_rows.append(row)
                 if split == "val":
@@ -296,7 +303,7 @@ class Run:
             "test_error": last_k_median(ema_test, cfg.eval_last_k) if ok else float("nan"),
             "val_error": last_k_median(ema_val, cfg.eval_last_k) if ok else float("nan"),
             "wall_time_s": wall, "steps_per_s": self.step / max(1e-9, self.train_seconds),
-            "n_val": int(self.split.val.shape[0]), "n_unlabeled": int(self.x_u.shape[0]),
+            "n_val": int(self.split.val.shape[0]), "n_unlabeled": int(self.x_u.shape[0]), "metric": self.info.metric,
             "worker_param_divergence": self.worker_divergence() if status == "ok" else float("nan"),
         }
 

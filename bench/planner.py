@@ -194,6 +194,10 @@ def _configs(req: PlanRequest) -> tuple[list[RunConfig], list | None]:
 def _check_data(configs: list[RunConfig], req: PlanRequest) -> None:
     import datasets
 
+    for dataset, algorithm in dict.fromkeys((c.dataset, c.algorithm) for c in configs):
+        refused = get_algorithm(algorithm).refuse_task(datasets.get_info(dataset).task)
+        if refused:  # e.g. a classification-only meta rule on a landmark set
+            raise UsageError(refused)
     checked: set = set()
     for cfg in configs:
         key = (cfg.dataset, cfg.n_labels, cfg.network)

@@ -7,7 +7,7 @@ The applied entries are part of every run's config (its ``preset`` field and
 
 Families (:data:`FAMILIES`): ``paper`` (WRN-28-2, MixMatch / FixMatch protocol),
 ``paper_cnn13`` (002's CNN-13 protocol), ``l2i_wrn`` (001), ``l2i_conf_wrn`` and
-``l2i_conf_cnn13`` (000), ``meta_grad_cnn13`` (003). A family may name a parent whose
+``l2i_conf_cnn13`` (000), ``meta_grad_cnn13`` (003), ``l2i_aflw`` (001's AFLW landmark regression). A family may name a parent whose
 entries it inherits unless it overrides them.
 
 Entries (:class:`~bench.preset_entry.Preset`) are keyed by (family, key, dataset), the key a
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from algorithms import ConfigError
 
-from . import presets_cnn13, presets_l2i, presets_meta_grad, presets_wrn
+from . import presets_aflw, presets_cnn13, presets_l2i, presets_meta_grad, presets_wrn
 from .config import RunConfig
 from .preset_entry import STEPS_2_20, Preset
 
@@ -61,10 +61,11 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("l2i_conf_wrn", "L2I conference (000) Table 2, WRN-28-2", parent="paper"),
     Family("l2i_conf_cnn13", "L2I conference (000) Table 1, CNN-13"),
     Family("meta_grad_cnn13", "Meta-Gradient SSL (003) Table 1, Conv-Large", parent="paper_cnn13"),
+    Family("l2i_aflw", "L2I journal (001) Tables 1 and 9, AFLW landmark regression, TCDCN"),
 )}
 
 PRESETS: tuple[Preset, ...] = (*presets_wrn.ENTRIES, *presets_cnn13.ENTRIES, *presets_l2i.ENTRIES,
-                               *presets_meta_grad.ENTRIES)
+                               *presets_meta_grad.ENTRIES, *presets_aflw.ENTRIES)
 _INDEX: dict[tuple[str, str, str], Preset] = {}
 for _p in PRESETS:
     if (_p.name, _p.algorithm, _p.dataset) in _INDEX or _p.name not in FAMILIES:

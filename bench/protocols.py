@@ -115,6 +115,16 @@ PROTOCOLS: dict[str, Protocol] = {
                           "mixmatch+l2i_o"), "l2i_conf_wrn",
         "Pi / PL / MixUp / VAT rows are CIFAR-10 only and copied from their papers by 000 (their 'paper' presets)",
         cells={m: _C10_ALL for m in _WRN_BASELINES}),
+    "l2i_table1": Protocol(
+        "001 L2I (journal)", "Table 1", {"aflw": (91, 182, 455)}, "tcdcn",
+        ("supervised", "pseudo_label", "pseudo_label+l2i_o", "mean_teacher", "mean_teacher+l2i_o"), "l2i_aflw",
+        "AFLW landmark regression, metric: mean error over the inter-ocular distance; 1% / 2% / 5% of the 9,110 "
+        "training images left after validation; each L2I row is the model-output variant with the approximate "
+        "update (001 Table 7); not run: SL on the whole training set (7.71, a reference row)"),
+    "l2i_table9": Protocol(
+        "001 L2I (journal)", "Table 9", {"aflw": (91, 182, 455)}, "tcdcn",
+        ("mean_teacher", "mean_teacher+l2i_o", "mean_teacher+l2i_l"), "l2i_aflw",
+        "MT-L2I (O) and (L): model output vs learnable labels on AFLW; MT and MT-L2I (O) are the runs of l2i_table1"),
     "meta_grad_table1": Protocol(
         "003 Meta-Gradient SSL", "Table 1", {"svhn": (1000,), "cifar10": (4000,), "cifar100": (10000,)}, "cnn13",
         ("pi_model", "temporal_ensembling", "mean_teacher", "vat", "pseudo_label+meta_grad"), "meta_grad_cnn13",

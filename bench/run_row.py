@@ -7,11 +7,20 @@ import json
 
 import torch
 
+import datasets
 from results import ResultsDirError, ResultStore
 
 from .checkpoint import RunCheckpoints
 from .config import RunConfig, RunEnv
 from .environment import environment_columns
+
+
+def metric_of(dataset: str) -> str:
+    """The metric a run on ``dataset`` reports (``error`` for a name the registry does not know)."""
+    try:
+        return datasets.get_info(dataset).metric
+    except datasets.UnknownDataset:
+        return "error"
 
 
 def base_row(cfg: RunConfig, run_id: str) -> dict:
@@ -26,6 +35,7 @@ def base_row(cfg: RunConfig, run_id: str) -> dict:
         "batch_labeled": cfg.batch_labeled, "batch_unlabeled": cfg.batch_unlabeled, "ema_decay": cfg.ema_decay,
         "optimizer": cfg.optim.name, "lr": cfg.optim.lr, "eval_every": cfg.eval_every,
         "precision": cfg.precision, "compile": cfg.compile, "channels_last": cfg.channels_last,
+        "metric": metric_of(cfg.dataset),
     }
     row.update({f"hp_{k}": v for k, v in cfg.hparams.items()})
     return row

@@ -7,7 +7,8 @@ import torch
 
 
 def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Sorted indices of ``n`` examples of ``labels`` [N], as equal per class as the counts allow.
+    """Sorted indices of ``n`` examples of ``labels`` [N], as equal per class as the counts allow
+    (regression targets [N, K] have no classes: ``n`` drawn uniformly).
 
     A function of (labels, n, seed) only: every run and seed of a suite evaluates the same
     examples, so paired differences are not diluted by different subsets. Classes take equal
@@ -17,6 +18,8 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     if n >= labels.shape[0]:
         return np.arange(labels.shape[0])
     rng = np.random.default_rng(seed)
+    if labels.ndim > 1:
+        return np.sort(rng.permutation(labels.shape[0])[:n])
     classes = np.unique(labels)
     pools = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
     take = np.zeros(len(classes), dtype=int)

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from algorithms import list_algorithms, list_compositions, list_rules
+from algorithms import ConfigError, get_algorithm, list_algorithms, list_compositions, list_rules
 
 from .config import OptimConfig, RunConfig
 from .protocols import PROTOCOLS, Protocol, protocol_listing, protocols_of  # noqa: F401  (the paper tables, re-exported)
@@ -116,7 +116,24 @@ SVHN = Recipe("svhn", "wrn28_2", (250, 1000), _PAPER_STEPS, 4096, 32, 96, _PAPER
 STL10 = Recipe("stl10", "wrn28_2", (1000,), _PAPER_STEPS, 4096, 32, 96, _PAPER_OPT, 0.999, {},
                _PAPER_NOTE + "; class-balanced labels from the 5k train images instead of the predefined folds")
 
-RECIPES: dict[str, Recipe] = {r.dataset: r for r in (TWO_CIRCLES, DIGITS, FASHION, CIFAR10, CIFAR100, SVHN, STL10)}
+# Landmark regression: 001 Table 1's AFLW protocol (Sec. 5.2 Experiment 1: TCDCN, SGD lr 0.03, momentum 0.9,
+# weight decay 5e-4, 22,500 steps, lr x0.1 at 15,000; App. A.1: lambda ramped linearly to 3 over 9,000 steps;
+# batch 128 + 128 as the official code), and its CPU-scale version on synthetic_landmarks (docs/recipes.md).
+_AFLW_OPT = OptimConfig(name="sgd", lr=0.03, momentum=0.9, nesterov=False, weight_decay=5e-4, schedule="step",
+                        milestones=(15000,))
+_LANDMARK_HP = {"pseudo_label": {"lambda_u": 3.0, "threshold": 0.0, "rampup": "linear", "rampup_fraction": 0.4},
+                "mean_teacher": {"lambda_u": 3.0, "rampup": "linear", "rampup_fraction": 0.4, "ema_decay": 0.999},
+                "+l2i_o": {"l2i_inner_lr_scale": 10.0, "meta_method": "approx"}, "+l2i_l": {"l2i_inner_lr_scale": 1.0}}
+AFLW = Recipe("aflw", "tcdcn", (91, 182, 455), 22500, 250, 128, 128, _AFLW_OPT, 0.999, _LANDMARK_HP,
+              "001 Table 1 AFLW protocol (TCDCN, SGD 0.03 x0.1 at 15k of 22.5k steps, batch 128+128); validation as "
+              "scarce as the labels unless --val-protocol paper")
+SYNTHETIC_LANDMARKS = Recipe(
+    "synthetic_landmarks", "tcdcn", (100, 500), 1500, 100, 32, 32,
+    dataclasses.replace(_AFLW_OPT, milestones=(1000,)), 0.99, _LANDMARK_HP,
+    "CPU-scale AFLW protocol on the offline landmark set: TCDCN, SGD 0.03 x0.1 at 2/3 of 1,500 steps, batch 32+32")
+
+RECIPES: dict[str, Recipe] = {r.dataset: r for r in (TWO_CIRCLES, DIGITS, FASHION, CIFAR10, CIFAR100, SVHN, STL10,
+                                                     SYNTHETIC_LANDMARKS, AFLW)}
 
 
 
@@ -159,6 +176,15 @@ SUITES: dict[str, Suite] = {
 }
 
 
+def _for_task(algos: list[str], dataset: str) -> list[str]:
+    """The suite's algorithms that can run on ``dataset``'s task (an explicit --algorithms is not filtered:
+    the planner refuses a mismatch in one line)."""
+    import datasets
+
+    task = datasets.get_info(dataset).task
+    return [a for a in algos if get_algorithm(a).refuse_task(task) is None]
+
+
 def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[str] | None = None,
            labels: list[int] | None = None, seeds: int | None = None, split_seed: int | None = None,
            steps: int | None = None, workers: int = 1, val_protocol: str = "scarce",
@@ -166,14 +192,19 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
     """The run configs of ``suite`` with command-line overrides applied.
 
     ``datasets`` may name datasets outside the suite: their recipe from :data:`RECIPES` is
-    used. The split seed follows the training seed unless ``split_seed`` fixes it. Every
-    algorithm of a recipe runs at the same budget (the recipe's, or ``steps``), evaluated
-    densely enough for the last-20 median (:func:`dense_eval_every`) unless the suite opts out.
+    used. The suite's algorithms (no ``algorithms`` given) are those that can learn each
+    dataset's task (a landmark set gets the regression-capable ones). The split seed follows
+    the training seed unless ``split_seed`` fixes it. Every algorithm of a recipe runs at the
+    same budget (the recipe's, or ``steps``), evaluated densely enough for the last-20 median
+    (:func:`dense_eval_every`) unless the suite opts out.
     """
     recipes = list(suite.recipes)
     if datasets:
-        by_name = {r.dataset: r for r in recipes}
-        recipes = [by_name.get(d) or RECIPES[d] for d in datasets]
+        by_name = {**RECIPES, **{r.dataset: r for r in recipes}}
+        missing = [d for d in datasets if d not in by_name]
+        if missing:
+            raise ConfigError(f"no recipe for dataset(s) {', '.join(missing)} (recipes: {', '.join(sorted(by_name))})")
+        recipes = [by_name[d] for d in datasets]
     algos = list(algorithms) if algorithms else list(suite.algorithms or list_algorithms()) + suite.all_compositions()
     configs = []
     for r in recipes:
@@ -186,7 +217,7 @@ def expand(suite: Suite, *, algorithms: list[str] | None = None, datasets: list[
             notes += f"; network overridden to {network}"
         every = dense_eval_every(run_steps, r.eval_every) if suite.dense_evals else min(r.eval_every, run_steps)
         for n_labels in (labels or r.labels):
-            for algo in algos:
+            for algo in algos if algorithms else _for_task(algos, r.dataset):
                 # a composition inherits its base's recipe hyperparameters (e.g. the toy threshold), then
                 # its rule's (key "+RULE"), then its own (key "BASE+RULE")
                 base, _, rule = algo.partition("+")

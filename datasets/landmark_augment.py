@@ -16,6 +16,8 @@ import torch
 
 from algorithms.host import host_values
 
+from .landmarks import NUM_LANDMARKS
+
 #: max shift in pixels per landmark dataset: 4 px at 60x60 as the official L2I AFLW code, the same fraction of
 #: the image (3 px) at 48x48
 MAX_SHIFT = {"aflw": 4, "synthetic_landmarks": 3}
@@ -77,3 +79,17 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator,
 def landmark_max_shift(dataset: str) -> int:
     """The weak augmentation's max shift in pixels for ``dataset`` (0, i.e. none, for datasets without an entry)."""
     return MAX_SHIFT.get(dataset, 0)
+
+
+def equivariant_shift_for(dataset: str):
+    """The weak augmentation of a landmark dataset as ``(x [B, C, H, W], generator) -> (x shifted, delta [B, 2L])``:
+    :func:`random_shift` by up to :func:`landmark_max_shift` pixels, and the displacement of every target
+    coordinate it causes (dx, dy, dx, dy, ...; the targets of the shifted image are y + delta, as
+    :func:`shift_targets`). The form ``algorithms.task.RegressionTask`` takes."""
+    k = landmark_max_shift(dataset)
+
+    def augment(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        shifted, _, shifts = random_shift(x, k, generator)
+        return shifted, shifts.to(x.dtype).repeat(1, NUM_LANDMARKS)
+
+    return augment

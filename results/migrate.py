@@ -6,7 +6,8 @@ after this command every runs file and every evals file under DIR has the curren
 so pyarrow.dataset, DuckDB and polars read the directory as one table with default
 options. Each file is replaced atomically with its write token kept; values are kept
 (hyperparameters in ``hparams_json``, diagnostics in ``diagnostics``). Failed and diverged
-runs get null headline errors, as the current schema stores them.
+runs get null headline errors, as the current schema stores them. Rows written before the
+``metric`` column get ``error`` (every run before it was a classification run).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 
 import pyarrow as pa
 
-from .schema import DIAG_PREFIX, DIAGNOSTICS, HP_PREFIX, HPARAMS_JSON, evals_table, run_table
+from .schema import DIAG_PREFIX, DIAGNOSTICS, HP_PREFIX, HPARAMS_JSON, LEGACY_METRIC, evals_table, run_table
 
 
 def upgrade_run(old: pa.Table, run_id: str) -> pa.Table:
@@ -30,6 +31,8 @@ def upgrade_run(old: pa.Table, run_id: str) -> pa.Table:
         row = {k: v for k, v in row.items() if not (k.startswith(HP_PREFIX) and v is None)}
     if row.get("run_id") != run_id:
         raise ValueError(f"holds run {row.get('run_id')!r}, not {run_id!r}")
+    if row.get("metric") is None:
+        row["metric"] = LEGACY_METRIC
     return run_table(row)
 
 
@@ -40,6 +43,8 @@ def upgrade_evals(old: pa.Table, run_id: str) -> pa.Table:
         entries = dict(r.pop(DIAGNOSTICS, None) or [])
         r = {k: v for k, v in r.items() if not (k.startswith(DIAG_PREFIX) and v is None)}
         r.update({DIAG_PREFIX + k: v for k, v in entries.items()})
+        if r.get("metric") is None:
+            r["metric"] = LEGACY_METRIC
         rows.append(r)
     return evals_table(rows, run_id=run_id)
 

@@ -19,6 +19,12 @@ column set is fingerprinted in each file's metadata (:func:`columns_id`).
 
 Failed and diverged runs store null ``test_error`` and ``val_error``: those headline
 columns only hold finished runs' results (progress so far is in the evals rows).
+
+Metrics: ``test_error`` / ``val_error`` (runs) and ``error`` (evals) hold the metric of the run's
+dataset, which the ``metric`` column names (:data:`METRICS`): ``error``, the classification error
+rate (a fraction in [0, 1]), or ``nme_iod``, the landmark error over the inter-ocular distance (a
+fraction of that distance, >= 0; x 100 = the papers' %). Rows of writers before the column have it
+null: they are classification runs (``error``). Never average or compare across metrics.
 """
 
 from __future__ import annotations
@@ -44,6 +50,11 @@ SPLITS = ("val", "test",
 # mean_teacher's fast-SWA average "swa"); any other name of letters, digits and "_" is accepted,
 # so a new algorithm's extra model never makes a finished run unwritable.
 MODELS = ("ema", "raw", "swa")
+
+#: metric name -> what it is (see the module docstring); the unit of every stored value is a fraction
+METRICS = {"error": "classification error rate", "nme_iod": "landmark error / inter-ocular distance"}
+#: the metric of rows written before the ``metric`` column existed
+LEGACY_METRIC = "error"
 
 HP_PREFIX = "hp_"
 DIAG_PREFIX = "diag_"
@@ -102,6 +113,7 @@ RUNS_OPTIONAL: dict[str, pa.DataType] = {
     "resumed_from_step": pa.int64(),
     "attempts": pa.int64(),
     "last_attempt_wall_time_s": pa.float64(),
+    "metric": pa.string(),
 }
 
 EVALS_REQUIRED: dict[str, pa.DataType] = {
@@ -116,11 +128,13 @@ EVALS_REQUIRED: dict[str, pa.DataType] = {
 # Columns that later writers add to eval rows (null where a writer has no value).
 EVALS_OPTIONAL: dict[str, pa.DataType] = {
     "elapsed_s": pa.float64(),  # training seconds so far (bench.engine.evaluate_all)
+    "metric": pa.string(),  # what "error" holds (METRICS); absent in rows written before it: "error"
 }
 
 # String columns for which None is accepted and stored as "".
 _OPTIONAL_TEXT = {"error_message", "protocol_notes"}
-# Float columns that are error fractions and must lie in [0, 1] when finite.
+# Float columns that hold the metric: fractions in [0, 1] when finite for the classification error,
+# >= 0 for the other metrics.
 _FRACTIONS = {"test_error", "val_error", "error"}
 # Headline results: null unless the run finished ok.
 _HEADLINE = ("test_error", "val_error")
@@ -201,8 +215,9 @@ def columns_id(schema: pa.Schema) -> str:
 
 # ---------------------------------------------------------------- value coercion
 
-def _coerce(name: str, value: Any, typ: pa.DataType, where: str) -> Any:
-    """Check one required value against its Arrow type; return the Python value to store."""
+def _coerce(name: str, value: Any, typ: pa.DataType, where: str, metric: str = LEGACY_METRIC) -> Any:
+    """Check one required value against its Arrow type; return the Python value to store. A metric
+    column (:data:`_FRACTIONS`) must be in [0, 1] for ``metric`` ``error``, >= 0 otherwise."""
     if pa.types.is_string(typ):
         if value is None and name in _OPTIONAL_TEXT:
             return ""
@@ -219,8 +234,11 @@ def _coerce(name: str, value: Any, typ: pa.DataType, where: str) -> Any:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
             raise ValueError(f"{where}: column {name!r} must be a float, got {type(value).__name__} ({value!r:.60})")
         v = float(value)
-        if name in _FRACTIONS and math.isfinite(v) and not 0.0 <= v <= 1.0:
-            raise ValueError(f"{where}: column {name!r} is an error fraction and must be in [0, 1], got {v}")
+        if name in _FRACTIONS and math.isfinite(v):
+            if metric == LEGACY_METRIC and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{where}: column {name!r} is an error fraction and must be in [0, 1], got {v}")
+            if v < 0.0:
+                raise ValueError(f"{where}: column {name!r} holds the {metric} metric and must be >= 0, got {v}")
         return v
     if pa.types.is_boolean(typ):
         if not isinstance(value, (bool, np.bool_)):
@@ -255,6 +273,16 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"{type(o).__name__} is not JSON-serialisable")
 
 
+def _metric_of_row(row: Mapping[str, Any], where: str) -> str:
+    """The row's ``metric`` (legacy rows without one: ``error``); ValueError for an unknown name."""
+    metric = row.get("metric")
+    if metric is None:
+        return LEGACY_METRIC
+    if metric not in METRICS:
+        raise ValueError(f"{where}: metric must be one of {', '.join(METRICS)}, got {metric!r}")
+    return metric
+
+
 def _check_run_id(run_id: str) -> None:
     # The run id names files: keep it to a safe character set.
     if not run_id or run_id.startswith(".") or not all(c.isalnum() or c in "-_." for c in run_id):
@@ -287,8 +315,9 @@ def run_table(run_row: Mapping[str, Any]) -> pa.Table:
     if missing:
         raise ValueError(f"{where}: missing required column(s) {', '.join(missing)}")
     values: dict[str, Any] = {}
+    metric = _metric_of_row(run_row, where)
     for name, typ in RUNS_REQUIRED.items():
-        values[name] = _coerce(name, run_row[name], typ, where)
+        values[name] = _coerce(name, run_row[name], typ, where, metric)
     _check_run_id(values["run_id"])
     if values["status"] not in STATUSES:
         raise ValueError(f"{where}: status must be one of {STATUSES}, got {values['status']!r}")
@@ -334,7 +363,8 @@ def evals_table(eval_rows: Sequence[Mapping[str, Any]], run_id: str | None = Non
         missing = [n for n in EVALS_REQUIRED if n not in row]
         if missing:
             raise ValueError(f"{where}: missing required column(s) {', '.join(missing)}")
-        out = {n: _coerce(n, row[n], t, where) for n, t in EVALS_REQUIRED.items()}
+        metric = _metric_of_row(row, where)
+        out = {n: _coerce(n, row[n], t, where, metric) for n, t in EVALS_REQUIRED.items()}
         if run_id is not None and out["run_id"] != run_id:
             raise ValueError(f"{where}: run_id {out['run_id']!r} does not match the run's {run_id!r}")
         if out["split"] not in SPLITS:

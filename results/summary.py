@@ -1,6 +1,10 @@
-"""Summaries of the runs table: per (dataset, n_labels, network, steps, algorithm) mean +- std
+"""Summaries of the runs table: per (metric, dataset, n_labels, network, steps, algorithm) mean +- std
 over seeds, and the fixed-width table ``bench.run`` prints (with each method's paired
-difference to its reference from :mod:`results.compare`)."""
+difference to its reference from :mod:`results.compare`).
+
+The metric (``error`` or ``nme_iod``, :data:`results.schema.METRICS`) is a group key, so no statistic
+mixes metrics, and :func:`format_table` prints one block per metric under its own column title.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-GROUP_KEYS = ["dataset", "n_labels", "network", "steps", "algorithm"]
+from .schema import LEGACY_METRIC
+
+GROUP_KEYS = ["metric", "dataset", "n_labels", "network", "steps", "algorithm"]
+#: the title of each metric's column in :func:`format_table` (values x 100)
+METRIC_TITLES = {"error": "error %", "nme_iod": "NME/IOD %"}
 #: columns older or synthetic runs tables may lack: absent means one value for every run
 _OPTIONAL_KEYS = {"network": "", "steps": 0}
 SUMMARY_COLUMNS = GROUP_KEYS + [
@@ -29,8 +37,15 @@ def last_k_median(errors: Sequence[float], k: int = 20) -> float:
     return float(np.median(a[-k:]))
 
 
+def with_metric(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with a ``metric`` column, rows written before it (null or absent) as ``error``."""
+    table = table.copy()
+    table["metric"] = table["metric"].fillna(LEGACY_METRIC) if "metric" in table.columns else LEGACY_METRIC
+    return table
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, n_labels, network, steps, algorithm).
+    """One row per (metric, dataset, n_labels, network, steps, algorithm).
 
     Statistics are over runs with status ``ok`` only: ``n_runs`` (ok runs),
     ``test_error_mean``/``test_error_std`` (sample std, ddof=1; NaN for fewer than two
@@ -39,9 +54,9 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """
     if runs is None or len(runs) == 0:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("n_labels", "steps", "n_runs", "n_failed", "n_diverged")
-                                          else "float64" if c not in ("dataset", "network", "algorithm") else object)
+                                          else "float64" if c not in ("metric", "dataset", "network", "algorithm") else object)
                              for c in SUMMARY_COLUMNS})
-    runs = runs.assign(**{k: v for k, v in _OPTIONAL_KEYS.items() if k not in runs.columns})
+    runs = with_metric(runs.assign(**{k: v for k, v in _OPTIONAL_KEYS.items() if k not in runs.columns}))
     missing = [c for c in GROUP_KEYS + ["status", "test_error", "val_error", "steps_per_s", "wall_time_s"]
                if c not in runs.columns]
     if missing:
@@ -80,15 +95,27 @@ def delta_cell(mean: float, low: float, high: float) -> str:
 
 
 def format_table(summary: pd.DataFrame, comparisons: pd.DataFrame | None = None) -> str:
-    """Fixed-width text table, one line per group, sorted by dataset, labels, network, steps, algorithm.
+    """Fixed-width text table, one line per group, sorted by dataset, labels, network, steps, algorithm:
+    one block per metric (classification error, landmark NME / inter-ocular distance), each with its
+    own header, blocks separated by a blank line.
 
-    Errors are shown in percent; ``-`` marks a value that does not exist (no ok run, or a std of
+    Metrics are shown in percent; ``-`` marks a value that does not exist (no ok run, or a std of
     a single run). With ``comparisons`` (:func:`results.compare.comparisons` of the same runs),
-    each method shows its paired test-error difference to its reference (the base for
+    each method shows its paired test-metric difference to its reference (the base for
     ``BASE+RULE``, else ``supervised``): mean over seed pairs and 95% paired-t interval, in
     percentage points, and the verdict (``better``/``worse``/``no evidence``)."""
-    header = ["dataset", "labels", "network", "steps", "algorithm", "test error % (n)", "Δ test pp [95% CI]",
-              "vs (pairs)", "verdict", "val error %", "steps/s", "wall s", "failed/diverged"]
+    if summary is None or not len(summary):
+        return _block(None, LEGACY_METRIC, comparisons)
+    summary = with_metric(summary)
+    return "\n\n".join(_block(summary[summary["metric"] == m], m, comparisons)
+                        for m in sorted(summary["metric"].unique()))
+
+
+def _block(summary: pd.DataFrame | None, metric: str, comparisons: pd.DataFrame | None) -> str:
+    """The table of one metric's groups."""
+    title = METRIC_TITLES.get(metric, f"{metric} %")
+    header = ["dataset", "labels", "network", "steps", "algorithm", f"test {title} (n)", "Δ test pp [95% CI]",
+              "vs (pairs)", "verdict", f"val {title}", "steps/s", "wall s", "failed/diverged"]
     refs = {}
     if comparisons is not None and len(comparisons):
         for c in comparisons.itertuples(index=False):

@@ -49,6 +49,12 @@ QUOTES = {
     "001_lu": ("001", "we impute the labels of unlabeled images by applying softmax on the augmentation of the original "
                       "unlabeled image and use Mean Square Error (MSE) between prediction on the original image and pseudo "
                       "labels for the unlabeled loss"),
+    "001_aflw": ("001", "We train all methods for 22500 steps and set the initial learning rate to 0.03 and reduce it by "
+                        "0.1 at 15,000 steps. The momentum and weight decay are set to 0.9 and 0.0005 resp."),
+    "001_aflw_net": ("001", "we adopt the TCDCN backbone architecture in [53] and SGD optimizer"),
+    "001_aflw_lambda": ("001", "We use the linear-schedule to update the unsupervised loss weight λ to 3 in 9000 steps."),
+    "001_aflw_pl": ("001", "We then estimate the location of landmarks on the augmented image and subtract the number of "
+                           "moving pixels, resulting in the pseudo label for the original image."),
     # paper 002 (Meta-Semi), Sec. 4.1 and App. D
     "002_cnn": ("002", "The CNN-13 network uses the SGD optimizer with a Nesterov momentum of 0.9. The L2 regularization "
                        "coefficient is set to 1e-4, and the initial learning rate is set to 0.1. For all experiments with "
@@ -78,6 +84,8 @@ QUOTES = {
     "code_mg_eval": ("code", "Meta step in **eval mode**"),
     "code_l2i_k": ("code", "k = 50 (L2I-O), 100 (L2I-L) at lr 0.002."),
     "code_l2i_label": ("code", "L2I-L: `p <- p - 1.0 * dC_H/dp`, then an MSE step with weight 1 (no ramp)."),
+    "code_aflw": ("code", "SGD lr 0.03 momentum 0.9 wd 5e-4, lr x0.1 at epoch 100, 150 x 150 steps, batch 128 + 128, "
+                          "consistency 75; virtual lr 10x lr (O) or 1x (L)."),
 }
 
 
@@ -169,9 +177,34 @@ def test_l2i_wrn_is_001_appendix_a2_and_section_5_4():
                 assert hp["l2i_inner_lr_scale"] == 100.0 and hp["l2i_label_lr"] == 1.0  # code_l2i_k, code_l2i_label
 
 
+def test_l2i_aflw_is_001_section_5_2_and_appendix_a1():
+    for n in (91, 182, 455):  # 1% / 2% / 5% of the 9,110 training images left after 001's validation hold-out
+        for method in ("supervised", "pseudo_label", "mean_teacher", "pseudo_label+l2i_o", "mean_teacher+l2i_o",
+                       "mean_teacher+l2i_l"):
+            c = _run("l2i_table9" if method.endswith("l2i_l") else "l2i_table1", method, "aflw", n)
+            assert c.network == "tcdcn"  # 001_aflw_net
+            o = c.optim  # 001_aflw: 22,500 steps, lr 0.03 x0.1 at 15,000, momentum 0.9, weight decay 5e-4
+            assert (c.steps, o.name, o.lr, o.momentum, o.weight_decay, o.schedule, o.milestones, o.gamma) == (
+                22500, "sgd", 0.03, 0.9, 5e-4, "step", (15000,), 0.1), method
+            assert (c.batch_labeled, c.batch_unlabeled, o.nesterov) == (128, 128, False)  # code_aflw
+            hp = c.resolved().hparams
+            if method != "supervised":  # 001_aflw_lambda: linear to 3 over 9,000 of 22,500 steps
+                assert (hp["lambda_u"], hp["rampup"], hp["rampup_fraction"] * c.steps) == (3.0, "linear", 9000.0)
+            if "+" in method:
+                assert hp["holdout_batch"] == c.batch_labeled and hp["holdout"] == "joint"  # 001_holdout, 001_joint
+                assert hp["l2i_inner_labeled"] is True  # 001 Alg. 1 line 8
+            if method.endswith("l2i_o"):  # code_aflw: 10 x lr; Table 1's L2I rows are Table 7's approx row
+                assert hp["meta_method"] == "approx" and hp["l2i_inner_lr_scale"] == 10.0
+            if method.endswith("l2i_l"):
+                assert hp["l2i_inner_lr_scale"] == 1.0 and hp["l2i_label_lr"] == 1.0  # code_aflw, 000_eta_z
+            if method == "pseudo_label":
+                assert hp["threshold"] == 0.0  # 001_aflw_pl: every unlabeled image gets its pseudo-label
+
+
 @pytest.mark.skipif(not (SHARED / "paper_numbers.csv").is_file(), reason="the transcribed tables are not here")
 def test_the_l2i_variant_readings_match_the_journals_own_tables():
-    """Table 2's FM-L2I row is Table 10's (O) row and its MT-L2I row Table 8's approx row."""
+    """Table 2's FM-L2I row is Table 10's (O) row and its MT-L2I row Table 8's approx row; on AFLW, Table 1's
+    MT-L2I row is Table 7's approx row and Table 9's (O) row."""
     import csv
 
     rows = list(csv.DictReader((SHARED / "paper_numbers.csv").open()))
@@ -184,6 +217,9 @@ def test_the_l2i_variant_readings_match_the_journals_own_tables():
     t2, approx, exact = cells("Table 2", "MT-L2I (Ours)"), cells("Table 8", "MT-L2I (approx)"), cells(
         "Table 8", "MT-L2I (exact)")
     assert sum(t2[k] == approx[k] for k in t2) == 5 and sum(t2[k] == exact[k] for k in t2) == 0  # 14.76 vs 15.76
+    t1 = cells("Table 1", "MT-L2I (Ours)")
+    assert len(t1) == 3 and t1 == cells("Table 7", "MT-L2I (approx)") == cells("Table 9", "MT-L2I (O)")
+    assert all(t1[k] != v for k, v in cells("Table 7", "MT-L2I (exact)").items())
 
 
 def test_paper_cnn13_is_002_appendix_d():
@@ -249,6 +285,6 @@ def test_meta_grad_cnn13_is_003_and_its_official_code():
 
 
 def test_every_protocol_family_is_tested_here():
-    tested = {"l2i_conf_cnn13", "l2i_conf_wrn", "l2i_wrn", "paper_cnn13", "paper", "meta_grad_cnn13"}
+    tested = {"l2i_conf_cnn13", "l2i_conf_wrn", "l2i_wrn", "paper_cnn13", "paper", "meta_grad_cnn13", "l2i_aflw"}
     assert {p.preset for p in PROTOCOLS.values()} <= tested and set(presets.FAMILIES) <= tested
     assert all(re.fullmatch(r"(000|001|002|003|code)_[a-z0-9_]+", k) for k in QUOTES)

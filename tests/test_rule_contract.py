@@ -5,7 +5,10 @@
   BatchNorm statistics, the parameters' ``.grad`` and the model's train mode alone;
 * 2 gloo workers with half batches equal 1 worker on the whole batch (BN-free, float64).
 
-New rules join these tests by being registered: nothing here names one.
+Each pair runs on a classification task, and those whose base and rule accept regression on a
+regression task too (float targets, standardised, with a toy equivariant augmentation whose
+target displacement is known). New rules join these tests by being registered: nothing here
+names one.
 """
 from __future__ import annotations
 
@@ -17,14 +20,29 @@ import torch
 from algorithms import Batch, Comm, Stepper, TrainContext, get_algorithm, list_compositions
 from algorithms.meta.rule import TwoUpdateRule
 from algorithms.networks import build_network
+from algorithms.task import ClassificationTask, RegressionTask
 from tests.gloo import run_workers
 
 PAIRS = list_compositions()
+CASES = [(p, "classification") for p in PAIRS] + [(p, "regression") for p in PAIRS
+                                                  if "regression" in get_algorithm(p).tasks]
 C, B_L, B_U, B_H, D = 4, 8, 16, 6, 6
 
 
-def _make(name: str, net: str, shape: tuple, comm=None):
-    """The composed algorithm (float64, identity augmentations), its stepper and global batches."""
+def _toy_regression_task() -> RegressionTask:
+    """Targets [n, C] standardised by a fixed mean / std; the augmentation adds input noise and displaces the
+    targets by a random known amount (both from the run's generator, as the landmark shift)."""
+    def augment(x: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = 0.1 * torch.randn(x.shape, generator=g, dtype=x.dtype)
+        return x + noise, torch.randn(x.shape[0], C, generator=g, dtype=x.dtype)
+
+    mean, std = torch.linspace(-1.0, 1.0, C, dtype=torch.float64), torch.linspace(0.5, 2.0, C, dtype=torch.float64)
+    return RegressionTask(mean, std, augment, lambda pred, y: (pred - y).abs().mean(dim=1))
+
+
+def _make(name: str, net: str, shape: tuple, comm=None, task: str = "classification"):
+    """The composed algorithm (float64; identity augmentations for classification), its stepper and global
+    batches."""
     cls = get_algorithm(name)
     fields = {f.name for f in dataclasses.fields(cls.Hparams)}
     values = {"rampup": "none", "threshold": 0.0, "ema_decay": 0.9, "l2i_inner_lr_scale": 1.0, "holdout_batch": B_H,
@@ -32,7 +50,8 @@ def _make(name: str, net: str, shape: tuple, comm=None):
     hp = cls.Hparams(**{k: v for k, v in values.items() if k in fields})
     torch.manual_seed(0)
     model = build_network(net, shape, C).double()
-    ctx = TrainContext(C, 100, comm=comm or Comm(), generator=torch.Generator().manual_seed(1), num_unlabeled=64)
+    ctx = TrainContext(C, 100, comm=comm or Comm(), generator=torch.Generator().manual_seed(1), num_unlabeled=64,
+                       task=ClassificationTask() if task == "classification" else _toy_regression_task())
     algo = cls(model, hp, ctx)
     stepper = Stepper(model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9), None, ctx.comm)
     g = torch.Generator().manual_seed(2)
@@ -40,7 +59,8 @@ def _make(name: str, net: str, shape: tuple, comm=None):
 
     def batch(step: int) -> Batch:
         x = lambda n: torch.randn(n, *shape, generator=g, dtype=torch.float64)  # noqa: E731
-        y = lambda n: torch.randint(0, C, (n,), generator=g)  # noqa: E731
+        y = (lambda n: torch.randint(0, C, (n,), generator=g)) if task == "classification" else (  # noqa: E731
+            lambda n: torch.randn(n, C, generator=g, dtype=torch.float64))
         u_idx = torch.arange(step * B_U, (step + 1) * B_U) % 64
         return Batch(x(B_L), y(B_L), x(B_U), u_idx, x(B_H) if holdout else None, y(B_H) if holdout else None)
 
@@ -75,9 +95,9 @@ def _guard(algo, method: str, seen: list) -> None:
     setattr(algo.rule, method, checked)
 
 
-@pytest.mark.parametrize("name", PAIRS)
-def test_template_runs_after_step_and_meta_passes_touch_no_state(name, monkeypatch):
-    algo, stepper, batch = _make(name, "cnn_small_bn", (1, 8, 8))
+@pytest.mark.parametrize("name,task", CASES)
+def test_template_runs_after_step_and_meta_passes_touch_no_state(name, task, monkeypatch):
+    algo, stepper, batch = _make(name, "cnn_small_bn", (1, 8, 8), task=task)
     base = type(algo).base_class
     calls = []
     original = base.after_step
@@ -101,11 +121,11 @@ def test_template_runs_after_step_and_meta_passes_touch_no_state(name, monkeypat
 def _two_steps_of_every_pair(comm) -> dict:
     """Parameters of every pair after two iterations on ``comm`` (BN-free MLP, float64)."""
     out = {}
-    for name in PAIRS:
-        algo, stepper, batch = _make(name, "mlp", (D,), comm)
+    for name, task in CASES:
+        algo, stepper, batch = _make(name, "mlp", (D,), comm, task)
         for step in range(2):
             algo.train_step(batch(step), step, stepper)
-        out[name] = {n: p.detach().clone() for n, p in algo.model.named_parameters()}
+        out[f"{name}/{task}"] = {n: p.detach().clone() for n, p in algo.model.named_parameters()}
     return out
 
 
@@ -115,9 +135,10 @@ def parallel_and_single():
     return run_workers(_two_steps_of_every_pair, meanwhile=lambda: _two_steps_of_every_pair(Comm()))
 
 
-@pytest.mark.parametrize("name", PAIRS)
-def test_two_workers_equal_one_worker(name, parallel_and_single):
+@pytest.mark.parametrize("name,task", CASES)
+def test_two_workers_equal_one_worker(name, task, parallel_and_single):
     (rank0, rank1), single = parallel_and_single
+    name = f"{name}/{task}"
     moved = 0.0
     torch.manual_seed(0)  # the runs' initial weights
     init = dict(build_network("mlp", (D,), C).double().named_parameters())

@@ -127,6 +127,10 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
     def holdout_spec(cls, hp) -> HoldoutSpec:
         return rule.holdout_spec(hp.split()[1] if isinstance(hp, merged) else hp)
 
+    def refuse_task(cls, task: str) -> str | None:
+        why = base.refuse_task(task) or rule.refuse_task(task)
+        return f"{cls.name}: {why}" if why else None
+
     name = f"{base.name}+{rule.name}"
     paper_hps = None if base.paper_hps is None or rule.paper_hps is None else base.paper_hps + rule.paper_hps
     cls = type(f"{base.__name__}With{rule.__name__}", (base,), {
@@ -135,6 +139,7 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         "__doc__": f"{name}: {rule.name} acting on {base.name}.\n\n{rule.__doc__ or ''}",
         "__init__": __init__, "train_step": train_step, "after_step": after_step, "state_dict": state_dict,
         "load_state_dict": load_state_dict, "holdout_spec": classmethod(holdout_spec),
+        "refuse_task": classmethod(refuse_task), "tasks": tuple(t for t in base.tasks if t in rule.tasks),
         "__module__": rule.__module__,
     })
     _CACHE[key] = cls

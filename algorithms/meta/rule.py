@@ -35,6 +35,7 @@ from torch import nn
 
 from ..base import NO_HOLDOUT, Batch, HoldoutSpec, LossTerms, NoHparams, StepInputs, TrainContext
 from ..hparams import ConfigError, adopt_generic_hparams
+from ..task import CLASSIFICATION, task_refusal
 
 if TYPE_CHECKING:
     from ..stepper import Stepper
@@ -67,6 +68,33 @@ class RuleHost(Protocol):
 
     def unlabeled_weight(self, step: int) -> float:
         """lambda(t)."""
+        ...
+
+    # -- what depends on the task (classification / regression; algorithms.task) --------------
+    def labeled_views(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A weakly augmented view of a global labeled batch and its targets, sharded."""
+        ...
+
+    def target_losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's per-sample loss against ground truth [b] (cross-entropy; squared error)."""
+        ...
+
+    def target_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The task's mean loss against ground truth (a hold-out loss C_H)."""
+        ...
+
+    def unlabeled_view(self, x: torch.Tensor, original: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A weakly augmented view of a global unlabeled batch, sharded, and the displacement of its
+        targets ([b, K] for regression, None for classification)."""
+        ...
+
+    def output_targets(self, out: torch.Tensor, s: StepInputs) -> torch.Tensor:
+        """Outputs on the imputer's view read as targets z of the student's view (softmax; or the
+        regressed values carried over between the views)."""
+        ...
+
+    def project_targets(self, z: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+        """Corrected targets back onto valid ones (the simplex; nothing for regression)."""
         ...
 
 
@@ -106,6 +134,9 @@ class MetaRule(Generic[H]):
     #: order of the derivatives the meta step takes ("first" / "second") when no hyperparameter
     #: is a ``method_field`` saying so per value (``bench.perf`` checks its cost target on it)
     meta_order: ClassVar[str | None] = None
+    #: the tasks (:mod:`algorithms.task`) it can act on, and why not the others (one line)
+    tasks: ClassVar[tuple[str, ...]] = (CLASSIFICATION,)
+    tasks_note: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -125,6 +156,11 @@ class MetaRule(Generic[H]):
             why = getattr(base, "not_composable_because", "") or "it does not expose imputed targets and a distance"
             return f"{base.name} cannot carry a meta rule: {why}"
         return None
+
+    @classmethod
+    def refuse_task(cls, task: str) -> str | None:
+        """Why it cannot act on a ``task`` run (one line), or None if it can."""
+        return task_refusal(f"meta rule {cls.name}", cls.tasks, cls.tasks_note, task)
 
     @classmethod
     def holdout_spec(cls, hp) -> HoldoutSpec:

@@ -11,14 +11,18 @@ Conventions (the suite's losses are means, the official code's sums; docs/method
   ``l2i_inner_labeled`` keeps C_T (001 Alg. 1 line 8; 000 Alg. 1 and the official code use
   C_U alone), ``l2i_inner_lambda`` weighs C_U by lambda(t) (001 Eq. 3) instead of 1;
 * C_U of the meta step (``l2i_inner_loss``): ``mse_views`` (001 and 000 App. A.2, for every
-  base) l_u = ||softmax f(x_a) - z||^2 (summed over classes) with z imputed from another
+  base) l_u = ||softmax f(x_a) - z||^2 (summed over classes; regression: the squared error of
+  the regressed values, z carried from x_b's displacement to x_a's) with z imputed from another
   weak view x_b of the same unlabeled batch, both views drawn for the meta step; ``base``:
   the base's own distance and mask on its student view, z from the view the base imputed
   from (for Pseudo-Label and MixMatch the student's own view, where grad C_U vanishes at
   theta_hat and only C_T moves the virtual step). L2I-L's label step uses the same l_u;
 * inner learning rate eta_theta = ``l2i_inner_lr_scale`` * current lr;
-* hold-out loss C_H = mean cross-entropy of the hold-out batch (weakly augmented like the
-  labeled batch, sharded), at theta*.
+* hold-out loss C_H = the task's mean loss on the hold-out batch (cross-entropy; the squared
+  error for regression), weakly augmented like the labeled batch, sharded, at theta*;
+* the task-dependent pieces are the base's (``RuleHost``: ``target_loss``, ``labeled_views``,
+  ``unlabeled_view``, ``project_targets`` and the run's ``ctx.task``), so the same rules run on
+  classification and regression bases.
 
 Data parallelism: the virtual step uses the global gradient (``virtual_sgd_step(comm=...)``,
 whose backward all-reduces), so on worker w autograd returns W * dC_H/dz_w for its shard z_w.
@@ -40,6 +44,7 @@ from ..hparams import require
 from ..meta.functional import functional_forward, parameters_of
 from ..meta.label_gradient import label_meta_gradient
 from ..meta.rule import RuleHost, TwoUpdateRule
+from ..task import TASKS
 
 Params = dict[str, torch.Tensor]
 
@@ -117,10 +122,12 @@ def classifier_forward(model: nn.Module, cparams: Params, feats: torch.Tensor) -
 class MetaViews:
     """The unlabeled inputs of one meta step (this worker's shard): x_u [b, ...] the student's
     input of the virtual step (and of L2I-L's label step), x_z [b, ...] the view z(theta) is
-    imputed from."""
+    imputed from; offset [b, K]: for regression, what carries an output on x_z over to a
+    target of x_u (their displacements differ; output units), None for classification."""
 
     x_u: torch.Tensor
     x_z: torch.Tensor
+    offset: torch.Tensor | None = None
 
 
 class L2IStep:
@@ -137,28 +144,34 @@ class L2IStep:
         return self.algo.ctx.comm
 
     def holdout_views(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """This worker's weakly augmented hold-out shard: (x_h [b_h, ...], y_h [b_h])."""
+        """This worker's weakly augmented hold-out shard: (x_h [b_h, ...], y_h [b_h] or [b_h, K])."""
         if batch.x_h is None or batch.y_h is None:
             raise ValueError("the L2I rules need a labeled hold-out batch (Batch.x_h, Batch.y_h); "
                              "the engine adds one when holdout_spec(hp).size > 0")
-        return self.algo.views(batch.x_h), self.comm.shard(batch.y_h)
+        return self.algo.labeled_views(batch.x_h, batch.y_h)
 
     def meta_views(self, s: StepInputs, batch: Batch) -> MetaViews:
         """``mse_views``: two weak views of the global unlabeled batch, drawn now (two generator
         draws), sharded; ``base``: the base's student view and the view it imputed from."""
-        if self.hp.l2i_inner_loss == "mse_views":
+        if self.hp.l2i_inner_loss != "mse_views":
+            return MetaViews(s.x_u_student, s.imputer_view, s.target_offset)
+        task = self.algo.ctx.task
+        if not task.moves_targets:
             return MetaViews(self.algo.views(batch.x_u), self.algo.views(batch.x_u))
-        return MetaViews(s.x_u_student, s.imputer_view)
+        (x_a, moved_a), (x_z, moved_z) = self.algo.unlabeled_view(batch.x_u), self.algo.unlabeled_view(batch.x_u)
+        return MetaViews(x_a, x_z, task.view_offset(moved_z, moved_a))
 
-    def output(self, logits: torch.Tensor) -> torch.Tensor:
-        """The model output that imputes labels: softmax(logits) [b, C]."""
-        return torch.softmax(logits, dim=1)
+    def output(self, logits: torch.Tensor, views: MetaViews) -> torch.Tensor:
+        """The model output on ``views.x_z`` read as targets of ``views.x_u``: softmax(logits) [b, C]
+        (regression: the regressed values [b, K] plus ``views.offset``)."""
+        z = self.algo.ctx.task.output_targets(logits)
+        return z if views.offset is None else z + views.offset
 
     def unlabeled_terms(self, logits_u: torch.Tensor, s: StepInputs, z: torch.Tensor) -> torch.Tensor:
         """Per-sample l_u(f(x_u), z) of the meta step [b]: the squared error of the softmax
         (``mse_views``) or the base's masked distance (``base``)."""
-        if self.hp.l2i_inner_loss == "mse_views":
-            return losses.softmax_squared_error(logits_u, z)
+        if self.hp.l2i_inner_loss == "mse_views":  # regression: the task's squared error
+            return self.algo.ctx.task.consistency(logits_u, z, losses.softmax_squared_error)
         return self.algo.unlabeled_losses(logits_u, s, targets=z)
 
     def inner_weight(self, s: StepInputs) -> float:
@@ -183,8 +196,9 @@ class L2IStep:
         return lambda p, z: self.inner_loss_from_logits(functional_forward(model, p, x, mode), s, z)
 
     def holdout_criterion(self, logits_h: torch.Tensor, y_h: torch.Tensor) -> torch.Tensor:
-        """C_H from the hold-out logits [b_h, C] and labels [b_h]: the mean cross-entropy."""
-        return nn.functional.cross_entropy(logits_h, y_h)
+        """C_H from the hold-out logits [b_h, C] and labels [b_h] (or [b_h, K]): the task's mean
+        loss (cross-entropy; the squared error for regression)."""
+        return self.algo.target_loss(logits_h, y_h)
 
     def holdout_loss(self, x_h: torch.Tensor, y_h: torch.Tensor) -> Callable[[Params], torch.Tensor]:
         """params -> C_H of this worker's hold-out shard at those weights (a functional forward)."""
@@ -196,7 +210,7 @@ class L2IStep:
         Teacher under ``base`` the student on the teacher's view, not the EMA teacher, as the
         official code)."""
         model, mode, x = self.algo.model, self.hp.meta_bn, views.x_z
-        return lambda p: self.output(functional_forward(model, p, x, mode))
+        return lambda p: self.output(functional_forward(model, p, x, mode), views)
 
     def approx_label_gradient(self, s: StepInputs, views: MetaViews, z: torch.Tensor, x_h: torch.Tensor,
                               y_h: torch.Tensor, inner_lr: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,6 +256,7 @@ class L2IRuleBase(TwoUpdateRule[HP]):
     from the hyperparameters, the second update's optimizer choice, C_H before and after."""
 
     diagnostics = ("holdout_loss_before", "holdout_loss_after", "holdout_loss_virtual", "meta_grad_norm", "mask_fraction")
+    tasks = TASKS  # 001 Sec. 5.2 and App. B.2: the same rules for landmark regression
 
     def __init__(self, algo: RuleHost, hp: HP) -> None:
         super().__init__(algo, hp)

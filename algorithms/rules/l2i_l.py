@@ -15,6 +15,7 @@ One iteration (the template runs steps 1 and 4 and the base's ``after_step``):
    The corrected rows are projected back onto the simplex (clamp at 0, renormalise; a row
    that would vanish keeps its old value): cross-entropy with negative targets is unbounded
    below (the official code updates logits instead, which stay valid by construction);
+   regression targets need no projection (the base's ``project_targets``);
 4. a second optimizer step on ``l2i_label_weight`` * C_U(corrected z) with the meta step's
    l_u on its student view (``mse_views``: the squared error, 000 App. A.2 and the official
    code, weight 1, no ramp; ``base``: the base's distance and mask).
@@ -55,7 +56,6 @@ from ..hparams import method_field, require
 from ..meta.functional import directional_derivatives, functional_forward, global_loss_gradient, parameters_of
 from ..meta.label_gradient import label_meta_gradient
 from ..meta.rule import SecondUpdate, StepInfo, register_rule
-from ..meta.weights import clip_to_simplex
 from ._l2i_common import HoldoutPass, L2ICommonHparams, L2IRuleBase, MetaViews
 
 
@@ -151,7 +151,7 @@ class L2IL(L2IRuleBase[L2ILHparams]):
         z0 = self.initial_labels(s, views)
         g, c_h = self.label_gradient(s, views, z0, x_h, y_h, inner_lr)
         b_u_global = z0.shape[0] * self.core.comm.world_size
-        z1 = clip_to_simplex(z0 - self.hp.l2i_label_lr * b_u_global * g, fallback=z0)
+        z1 = self.algo.project_targets(z0 - self.hp.l2i_label_lr * b_u_global * g, z0)
         return z0, z1, g, c_h
 
     def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> L2ILMeta:

@@ -33,6 +33,7 @@ import torch
 
 from ..meta.rule import register_rule
 from ..meta.weights import positive_part_weights
+from ..task import TASKS
 from ._reweight import ReweightHparams, ReweightRule
 
 
@@ -57,6 +58,8 @@ class LearningToReweight(ReweightRule[L2RWHparams]):
     diagnostics = ('positive_fraction', 'weight_entropy', 'ess_fraction')  # results columns diag_<name>
     description = "Learning to Reweight (SSL): weights max(<grad G, grad L_j>, 0), normalised to sum 1"
     paper_hps = 0  # the weights are normalised, so the virtual step size cancels
+    # per-sample weights of the base's own losses: nothing in them is specific to classes
+    tasks = TASKS
 
     def weights(self, d: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         del mask  # masked-out samples already have d_j = 0

@@ -139,6 +139,8 @@ class MetaGrad(LossRule[MetaGradHparams]):
     diagnostics = ('label_correction', 'meta_grad_norm', 'label_flip_fraction', 'mask_fraction', 'clipped_fraction', 'meta_lr')  # results columns diag_<name>
     description = "Meta-Gradient SSL: pseudo-labels updated by the labeled loss's meta-gradient, cross-domain MixUp"
     paper_hps = 2  # the meta learning rate beta_t and MixUp's gamma (003 Alg. 1-2)
+    tasks_note = ("its meta-gradient moves soft pseudo-labels on the class simplex (003 Eq. 7-11, clipped back onto it) "
+                  "and its cross-domain MixUp mixes class distributions: classification only")
 
     # -- pieces ------------------------------------------------------------------
     def unlabeled_distance(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -43,6 +43,8 @@ class MetaSemiRule(ReweightRule[MetaSemiRuleHparams]):
     diagnostics = ('kept_fraction', 'kept_fraction_all')  # results columns diag_<name>
     description = "Meta-Semi: keep unlabeled samples whose meta-gradient on the labeled loss is <= 0"
     paper_hps = 0  # the sign rule has no hyperparameter (002 Sec. 3.2)
+    tasks_note = ("Meta-Semi (002 Sec. 3) is a classification method, its meta-objective the labeled cross-entropy "
+                  "with class pseudo-labels: classification only")
 
     def weights(self, d: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         comm = self.algo.ctx.comm
