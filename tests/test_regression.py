@@ -332,7 +332,7 @@ def test_regression_runs_record_their_metric_and_the_figure_diagnostics(landmark
         assert out.status == "ok", (algo, out.run_row["error_message"])
         assert out.run_row["metric"] == "nme_iod" and 0.0 < out.run_row["test_error"]
         assert {r["metric"] for r in out.eval_rows} == {"nme_iod"}
-        assert {(r["split"], r["model"]) for r in out.eval_rows} == {(s, m) for s in ("val", "test") for m in ("ema", "raw")}
+        assert {(r["split"], r["model"]) for r in out.eval_rows} == {(s, m) for s in ("val", "test", "train") for m in ("ema", "raw")}
     # 001 Fig. 2: hold-out loss before / after the label update and the test loss, per evaluation
     l2i = [r for r in outcomes["pseudo_label+l2i_l"].eval_rows if r["split"] == "test" and r["model"] == "raw"]
     assert len(l2i) == 2 and all(np.isfinite([r["loss"], r["diag_holdout_loss_before"], r["diag_holdout_loss_after"]])
