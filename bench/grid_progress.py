@@ -147,7 +147,8 @@ def make_progress_callback(configs: list[RunConfig], outcome: GridOutcome, slots
                 return
             self.printed[trial.trial_id] = tenth
             err = result.get("val_error_ema", float("nan"))
-            print(f"{self._head()} {self._name(trial)}: step {done_steps}/{steps} val err {100 * err:.1f}% "
+            print(f"{self._head()} {self._name(trial)}: step {done_steps}/{steps} val "
+                  f"{metric_label(trial.config['job']['run']['dataset'])} {100 * err:.1f}% "
                   f"({result.get('steps_per_s', 0):.1f} steps/s, ETA {duration(self.eta.run_eta(rid))})", flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
@@ -177,3 +178,11 @@ def make_progress_callback(configs: list[RunConfig], outcome: GridOutcome, slots
                   f"failed ({trial.error_file or 'no log'})", flush=True)
 
     return Progress()
+
+
+def metric_label(dataset: str) -> str:
+    """How a progress line names the dataset's metric: ``err`` (classification), ``NME/IOD`` (landmarks)."""
+    from .run_row import metric_of
+
+    metric = metric_of(dataset)
+    return "err" if metric == "error" else "NME/IOD" if metric == "nme_iod" else metric

@@ -377,3 +377,20 @@ def test_every_dataset_metric_is_a_results_metric():
     from results.schema import METRICS
 
     assert {datasets.get_info(n).metric for n in datasets.list_datasets()} <= set(METRICS)
+
+
+def test_progress_lines_name_the_metric():
+    from bench.grid_progress import metric_label
+
+    assert [metric_label(d) for d in ("digits", "synthetic_landmarks", "aflw", "nope")] == ["err", "NME/IOD", "NME/IOD",
+                                                                                          "err"]
+
+
+def test_a_fixed_test_subset_of_regression_targets_is_uniform_and_fixed():
+    from bench.sampling import balanced_subset
+
+    y = np.random.default_rng(1).normal(size=(50, 10)).astype(np.float32)  # [N, K]: no classes
+    idx = balanced_subset(y, 20, seed=0)
+    assert idx.shape == (20,) and len(set(idx.tolist())) == 20 and (np.diff(idx) > 0).all() and idx.max() < 50
+    np.testing.assert_array_equal(idx, balanced_subset(y, 20, seed=0))
+    np.testing.assert_array_equal(balanced_subset(y, 80), np.arange(50))
