@@ -84,7 +84,7 @@ class RunConfig:
     rounding (another summation order in the convolutions), so it is part of the identity when set (left out of it when off).
     ``artifacts``: what the final EMA model writes to ``artifacts/<run_id>.parquet`` besides
     the rows (``results.artifacts.ARTIFACT_KINDS``: decision-grid predictions, penultimate
-    features); an output, so never part of the run id.
+    features, landmark predictions); an output, so never part of the run id.
     """
 
     dataset: str

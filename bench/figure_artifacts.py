@@ -13,7 +13,7 @@ import pyarrow as pa
 import torch
 
 import datasets
-from results.artifacts import artifact_rows, artifact_table
+from results.artifacts import LANDMARK_IMAGES, artifact_rows, artifact_table
 
 from .sampling import balanced_subset
 
@@ -78,12 +78,30 @@ def grid_points(x: np.ndarray, side: int = GRID_SIDE, margin: float = GRID_MARGI
     return np.stack(np.meshgrid(a, b, indexing="ij"), -1).reshape(-1, 2)
 
 
+@torch.no_grad()
+def landmark_rows(run, n: int = LANDMARK_IMAGES) -> pa.Table:
+    """The ``landmarks`` block of a finished regression run: the first ``n`` test images (inputs
+    flattened), their ground truth and the final EMA model's predictions decoded through the
+    run's task to target units (pixels), each [n, K]."""
+    if run.info.task != datasets.REGRESSION:
+        raise ValueError(f"artifact landmarks needs a regression dataset; {run.cfg.dataset} is {run.info.task}")
+    model = run.eval_ema.model
+    x, y = run.x_test[:n], run.y_test[:n]
+    was = model.training
+    model.eval()
+    pred = run.task.decode(model(x)).float().cpu().numpy()
+    model.train(was)
+    return artifact_rows(run.cfg.run_id, "landmarks", "test", np.arange(len(x)), x=x.cpu().numpy().reshape(len(x), -1),
+                         target=y.cpu().numpy(), prediction=pred)
+
+
 def compute_artifacts(run, kinds: tuple[str, ...]) -> pa.Table:
     """The artifacts table of a finished ``bench.engine.Run`` (its EMA model) for ``kinds``."""
     model = run.eval_ema.model
     rid = run.cfg.run_id
-    points = _points(run)
-    blocks = []
+    blocks = [landmark_rows(run)] if "landmarks" in kinds else []
+    kinds = tuple(k for k in kinds if k != "landmarks")
+    points = _points(run) if kinds else {}
     for kind in kinds:
         if kind == "decision_grid":
             if tuple(run.info.input_shape) != (2,):

@@ -43,11 +43,14 @@ def estimate(configs: list[RunConfig], slots: int, gpu: bool) -> str:
         from .cost_estimate import gpu_hours
 
         return f"about {sum(gpu_hours(c.resolved()) for c in configs):.1f} GPU-hours (bench.cost_estimate, an estimate)"
-    wall = cpu_wall(configs, slots)
-    if wall is None:
-        unknown = sorted({c.dataset for c in configs if cpu_seconds(c) is None})
-        return f"no estimate (no measured per-step cost for {', '.join(unknown)})"
-    return f"about {format_seconds(wall)} on {slots} CPU{'s' if slots > 1 else ''}"
+    known = [c for c in configs if cpu_seconds(c) is not None]
+    cpus = f"on {slots} CPU{'s' if slots > 1 else ''}"
+    if len(known) == len(configs):
+        return f"about {format_seconds(cpu_wall(configs, slots))} {cpus}"
+    unknown = ", ".join(sorted({c.dataset for c in configs if cpu_seconds(c) is None}))
+    missing = f"no estimate for the {len(configs) - len(known)} on {unknown} (no measured per-step cost)"
+    return f"about {format_seconds(cpu_wall(known, slots))} {cpus} for {len(known)} of them; {missing}" if known else \
+        f"no estimate (no measured per-step cost for {unknown})"
 
 
 def cpu_wall(configs: list[RunConfig], slots: int) -> float | None:

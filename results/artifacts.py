@@ -10,12 +10,16 @@ kinds (:data:`ARTIFACT_KINDS`):
   fixed subset of the test points (subsets ``labeled``, ``unlabeled``, ``test``), each with
   its input coordinates ``x``: paper 000 Fig. 1's decision boundaries;
 * ``features``: penultimate features (``FeatureClassifier.features``) of the labeled, a fixed
-  unlabeled and a fixed test subset: paper 003 Fig. 3's t-SNE.
+  unlabeled and a fixed test subset: paper 003 Fig. 3's t-SNE;
+* ``landmarks`` (regression sets only): the first :data:`LANDMARK_IMAGES` test images (a choice
+  made before any result exists, the same for every method), each with its input ``x``, its
+  ground-truth ``target`` and the model's ``prediction`` decoded to target units (pixels):
+  paper 001 Fig. 3's success and failure cases.
 
 Columns (:func:`artifact_schema`): ``artifact``, ``subset``, ``index`` (grid cell, or the
 point's index within the run's labeled / unlabeled / test array), ``label`` (the true class;
-null on the grid), ``pred`` (argmax class), ``probs``, ``x`` and ``features`` (float32 lists;
-null where the kind has none).
+null on the grid and for regression), ``pred`` (argmax class), ``probs``, ``x``, ``features``,
+``target`` and ``prediction`` (float32 lists; null where the kind has none).
 """
 from __future__ import annotations
 
@@ -28,10 +32,12 @@ import pyarrow as pa
 from .store import SUFFIX, ResultStore
 
 FOLDER = "artifacts"
-ARTIFACT_KINDS = ("decision_grid", "features")
+ARTIFACT_KINDS = ("decision_grid", "features", "landmarks")
+#: test images of the ``landmarks`` artifact: the first this many of the test set
+LANDMARK_IMAGES = 64
 SUBSETS = ("grid", "labeled", "unlabeled", "test")
 _VERSION_KEY = b"bench.artifacts_version"
-VERSION = "1"
+VERSION = "2"  # 2: target and prediction columns (landmarks)
 
 
 def artifact_schema() -> pa.Schema:
@@ -39,14 +45,17 @@ def artifact_schema() -> pa.Schema:
     floats = pa.list_(pa.float32())
     return pa.schema([("run_id", pa.string()), ("artifact", pa.string()), ("subset", pa.string()),
                       ("index", pa.int64()), ("label", pa.int64()), ("pred", pa.int64()),
-                      ("probs", floats), ("x", floats), ("features", floats)])
+                      ("probs", floats), ("x", floats), ("features", floats), ("target", floats),
+                      ("prediction", floats)])
 
 
 def artifact_rows(run_id: str, artifact: str, subset: str, index: np.ndarray, *, label: np.ndarray | None = None,
                   probs: np.ndarray | None = None, x: np.ndarray | None = None,
-                  features: np.ndarray | None = None) -> pa.Table:
+                  features: np.ndarray | None = None, target: np.ndarray | None = None,
+                  prediction: np.ndarray | None = None) -> pa.Table:
     """One block of an artifacts table: ``index`` [N], ``label`` [N], ``probs`` [N, C] (``pred``
-    is its argmax), ``x`` [N, D] (inputs, flattened), ``features`` [N, F]; ValueError on bad input."""
+    is its argmax), ``x`` [N, D] (inputs, flattened), ``features`` [N, F], ``target`` and
+    ``prediction`` [N, K] (regression, target units); ValueError on bad input."""
     if artifact not in ARTIFACT_KINDS:
         raise ValueError(f"unknown artifact {artifact!r} (valid: {', '.join(ARTIFACT_KINDS)})")
     if subset not in SUBSETS:
@@ -60,7 +69,9 @@ def artifact_rows(run_id: str, artifact: str, subset: str, index: np.ndarray, *,
         a = np.asarray(a, dtype=np.float32).reshape(n, -1)
         return pa.FixedSizeListArray.from_arrays(pa.array(a.reshape(-1)), a.shape[1]).cast(pa.list_(pa.float32()))
 
-    for what, a in (("label", label), ("probs", probs), ("x", x), ("features", features)):
+    named = (("label", label), ("probs", probs), ("x", x), ("features", features), ("target", target),
+             ("prediction", prediction))
+    for what, a in named:
         if a is not None and len(a) != n:
             raise ValueError(f"artifact {artifact}/{subset}: {what} has {len(a)} rows, index {n}")
     pred = pa.array(np.asarray(probs).argmax(1).astype(np.int64)) if probs is not None else pa.nulls(n, pa.int64())
@@ -69,6 +80,7 @@ def artifact_rows(run_id: str, artifact: str, subset: str, index: np.ndarray, *,
         "subset": pa.array([subset] * n, pa.string()), "index": pa.array(index),
         "label": pa.array(np.asarray(label, dtype=np.int64)) if label is not None else pa.nulls(n, pa.int64()),
         "pred": pred, "probs": lists(probs), "x": lists(x), "features": lists(features),
+        "target": lists(target), "prediction": lists(prediction),
     }, schema=artifact_schema())
 
 

@@ -11,6 +11,8 @@ import zlib
 
 import numpy as np
 
+import datasets
+
 from results import ResultStore
 from results.artifacts import artifact_rows, artifact_table, write_artifacts
 
@@ -62,15 +64,48 @@ def eval_rows(cfg) -> list[dict]:
                    "elapsed_s": step * sec_per_step(cfg)}
             if "meta_semi" in cfg.algorithm and "+" in cfg.algorithm:
                 row["diag_assumption1_ratio"] = 1.0 + 0.1 * i + 0.01 * cfg.seed
+            if "l2i" in cfg.algorithm:
+                row["diag_holdout_loss_before"] = holdout_loss(cfg, i)
+                row["diag_holdout_loss_after"] = holdout_loss(cfg, i) - 0.05
             rows.append(row)
     return rows
+
+
+def holdout_loss(cfg, i: int) -> float:
+    """The synthetic hold-out loss before the label update at the i-th evaluation."""
+    return 1.0 / (1 + i) + 0.01 * cfg.seed
+
+
+def landmark_targets(dataset: str, n: int = 12) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(ground truth [n, 10] in pixels, image shape): the same for every method of a dataset."""
+    shape = tuple(datasets.get_info(dataset).input_shape)
+    side = shape[-1]
+    rng = np.random.default_rng(zlib.crc32(dataset.encode()))
+    face = np.array([0.35, 0.4, 0.65, 0.4, 0.5, 0.55, 0.38, 0.72, 0.62, 0.72]) * side
+    return face + rng.normal(0, 1.0, size=(n, 10)), shape
+
+
+def landmark_error_scale(cfg, i: int) -> float:
+    """The synthetic prediction error (pixels) of image i: the method's, varying over images."""
+    return (0.5 + 0.1 * i) * (1.5 if "l2i" not in cfg.algorithm else 1.0 + 0.3 * (i % 3))
+
+
+def landmark_block(cfg) -> object:
+    target, shape = landmark_targets(cfg.dataset)
+    rng = np.random.default_rng(cfg.seed)
+    direction = rng.normal(size=target.shape)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    pred = target + direction * np.array([landmark_error_scale(cfg, i) for i in range(len(target))])[:, None]
+    images = rng.uniform(size=(len(target), int(np.prod(shape))))
+    return artifact_rows(cfg.run_id, "landmarks", "test", np.arange(len(target)), x=images, target=target,
+                         prediction=pred)
 
 
 def artifacts(cfg, classes: int = 10) -> object:
     """Synthetic artifacts of the kinds ``cfg`` asks for (2-D points for a decision grid)."""
     rng = np.random.default_rng(cfg.seed)
-    blocks = []
-    for kind in cfg.artifacts:
+    blocks = [landmark_block(cfg)] if "landmarks" in cfg.artifacts else []
+    for kind in (k for k in cfg.artifacts if k != "landmarks"):
         c = 2 if kind == "decision_grid" else classes
         for subset, n in (("labeled", 20), ("unlabeled", 60), ("test", 60)) + ((("grid", 25),) if kind == "decision_grid" else ()):
             logits = rng.normal(size=(n, c))

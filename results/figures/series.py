@@ -40,8 +40,9 @@ def eval_curve(evals: pd.DataFrame, run_ids, column: str = "error", split: str =
 
 
 def band(ax, curve: pd.DataFrame, algorithm: str, scale: float = 100.0, linestyle: str = "-", label_text=None,
-         transform=None) -> None:
-    """A mean curve with a ±1 std band in the method's colour; ``transform`` maps the mean (e.g. 1 - error)."""
+         transform=None, colour: str | None = None) -> None:
+    """A mean curve with a ±1 std band in the method's colour (or ``colour``); ``transform`` maps the mean
+    (e.g. 1 - error)."""
     if not len(curve):
         return
     m = curve["mean"].to_numpy(dtype=float)
@@ -49,7 +50,7 @@ def band(ax, curve: pd.DataFrame, algorithm: str, scale: float = 100.0, linestyl
     lo, hi = m - s, m + s
     if transform is not None:
         m, lo, hi = transform(m), transform(lo), transform(hi)
-    c = color(algorithm)
+    c = colour or color(algorithm)
     ax.plot(curve["x"], scale * m, color=c, linestyle=linestyle,
             label=label(algorithm) if label_text is None else label_text)
     ax.fill_between(curve["x"].to_numpy(dtype=float), scale * np.minimum(lo, hi), scale * np.maximum(lo, hi),
