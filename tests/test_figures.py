@@ -214,13 +214,20 @@ def test_plot_only_with_some_runs_draws_and_names_the_rest(tmp_path, capsys):
     assert "missing: two_circles/50 supervised: seed 0 (artifacts seed 0: decision_grid)" in capsys.readouterr().err
 
 
-def test_dry_run_lists_every_run_and_estimates_shared_runs_once(tmp_path, capsys):
+@pytest.mark.parametrize("landmark_cost_known", [True, False])
+def test_dry_run_lists_every_run_and_estimates_shared_runs_once(tmp_path, capsys, monkeypatch, landmark_cost_known):
+    from bench import figure_cost
+
+    if not landmark_cost_known:  # the wording of a partial estimate (a dataset without a measured cost)
+        monkeypatch.delitem(figure_cost.CPU_STEP_COSTS, "synthetic_landmarks")
     res = tmp_path / "none"
     assert bf.main(["all", "--dry-run", "--results-dir", str(res)]) == 0
     out = capsys.readouterr()
     ids = {c.run_id for n in RUNNABLE for c in _plan(n, "cpu").configs}
     assert f"together: {len(ids)} distinct runs, {len(ids)} to run, about" in out.err
-    unmeasured = {c.run_id for n in RUNNABLE for c in _plan(n, "cpu").configs if c.dataset == "synthetic_landmarks"}
+    unmeasured = {c.run_id for n in RUNNABLE for c in _plan(n, "cpu").configs
+                  if c.dataset not in figure_cost.CPU_STEP_COSTS}
+    assert bool(unmeasured) != landmark_cost_known
     assert (f"for {len(ids) - len(unmeasured)} of them; no estimate for the {len(unmeasured)} on synthetic_landmarks"
             in out.err) == bool(unmeasured)
     assert out.out.count("  todo ") == sum(len(_plan(n, "cpu").configs) for n in RUNNABLE)

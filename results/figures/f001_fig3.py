@@ -23,7 +23,7 @@ _HOW = (f"the images are the first {LANDMARK_IMAGES} of the test set (fixed befo
 
 def cpu() -> Study:
     return Study((cpu_part(),), f"synthetic_landmarks with {CPU_LABELS} labels (1%, the paper's setting; TCDCN, "
-                                "1,500 steps: the AFLW protocol at CPU scale) instead of AFLW; " + _HOW)
+                                "500 steps: the AFLW protocol at CPU scale) instead of AFLW; " + _HOW)
 
 
 def paper() -> Study:
