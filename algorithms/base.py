@@ -338,12 +338,6 @@ class BaseMethod(Algorithm[H]):
             return losses.soft_cross_entropy(logits_l, s.y_l_soft)
         return self.target_losses(logits_l, s.y_l)
 
-    def output_targets(self, out: torch.Tensor, s: StepInputs) -> torch.Tensor:
-        """The model's outputs on the imputer's view read as targets of the student's view: softmax
-        for classes, the outputs carried over by ``s.target_offset`` for regression (L2I's z(theta))."""
-        z = self.ctx.task.output_targets(out)
-        return z if s.target_offset is None else z + s.target_offset
-
     def project_targets(self, z: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
         """Corrected targets back onto valid ones (the simplex for classes; unchanged for regression)."""
         return self.ctx.task.project(z, fallback)

@@ -88,11 +88,6 @@ class RuleHost(Protocol):
         targets ([b, K] for regression, None for classification)."""
         ...
 
-    def output_targets(self, out: torch.Tensor, s: StepInputs) -> torch.Tensor:
-        """Outputs on the imputer's view read as targets z of the student's view (softmax; or the
-        regressed values carried over between the views)."""
-        ...
-
     def project_targets(self, z: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
         """Corrected targets back onto valid ones (the simplex; nothing for regression)."""
         ...
