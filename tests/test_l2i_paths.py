@@ -272,3 +272,83 @@ def test_l2i_l_first_order_gap_to_exact_is_order_eta_with_batchnorm():
     algo.rule.hp.meta_method = "exact"
     exact, _ = algo.rule.label_gradient(s, views, z, x_h, y_h, eta)
     assert float((exact + eta * old).norm() / exact.norm()) > 1e-2
+
+
+# -- 4. savings of issue 14: equal to the computations they replace ----------------------------
+def test_l2i_l_first_order_label_gradient_equals_double_backward():
+    """-K eta w d/dz <v, grad_theta mean C_U(theta, z)> with v = grad C_H, C_U's rows from the
+    forward of cat([x_l, x_u]) (train-mode BatchNorm), by a double backward written out here;
+    the rule takes the logits from the jvp's primal, not from a separate forward."""
+    algo, batch = _bn_setup()
+    algo.rule.hp.meta_method = "jvp"
+    s = algo.prepare(batch, 0)
+    views = algo.rule.core.meta_views(s, batch)
+    x_h, y_h = algo.rule.core.holdout_views(batch)
+    z = algo.rule.initial_labels(s, views)
+    eta = 0.3
+    got = algo.rule.first_order_label_gradient(s, views, z, x_h, y_h, eta)
+    from algorithms.meta import functional_forward
+
+    P = {n: p.detach().clone().requires_grad_(True) for n, p in algo.model.named_parameters()}
+    v = torch.autograd.grad(F.cross_entropy(functional_forward(algo.model, P, x_h, "train"), y_h), list(P.values()))
+    zz = z.clone().requires_grad_(True)
+    n_l = s.x_l.shape[0]
+    c_u = _mse(functional_forward(algo.model, P, torch.cat([s.x_l, views.x_u]), "train")[n_l:], zz).mean()
+    gu = torch.autograd.grad(c_u, list(P.values()), create_graph=True)
+    (want,) = torch.autograd.grad(sum((a * b).sum() for a, b in zip(v, gu)), zz)
+    want = -algo.rule.hp.l2i_inner_steps * eta * want
+    assert float((got - want).norm() / want.norm()) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["jvp", "fd"])
+def test_directional_derivatives_with_value_is_the_plain_forward(method):
+    """``with_value``: the derivatives are bit-identical to the call without it, and the value is
+    the forward at theta (jvp's primal: to float noise; fd's third forward: bit-identical)."""
+    from algorithms.meta import directional_derivatives, functional_forward, parameters_of
+
+    model = build_network("cnn_small_bn", (1, 8, 8), C).double()
+    x = torch.randn(7, 1, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    v = {n: torch.randn_like(p) for n, p in parameters_of(model).items()}
+    plain = directional_derivatives(model, lambda out, t: out, x, x, v, "train", method)
+    value, d = directional_derivatives(model, lambda out, t: out, x, x, v, "train", method, with_value=True)
+    assert torch.equal(d, plain)
+    with torch.no_grad():
+        ref = functional_forward(model, parameters_of(model), x, "train")
+    if method == "fd":
+        assert torch.equal(value, ref)
+    else:
+        torch.testing.assert_close(value, ref, rtol=1e-12, atol=1e-12)
+
+
+class _DropoutMLP(torch.nn.Module):
+    """Linear -> ReLU -> Dropout(0.5) -> classifier: every meta pass in train mode draws masks."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Linear(D, H), torch.nn.ReLU(), torch.nn.Dropout(0.5))
+        self.classifier = torch.nn.Linear(H, C)
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+@pytest.mark.parametrize("rule,method", [("l2i_o", "exact"), ("l2i_o", "approx"), ("l2i_l", "jvp"), ("l2i_l", "fd")])
+def test_holdout_diagnostics_cadence_leaves_training_unchanged(rule, method):
+    """C_H before / after every diag_every steps: with dropout in the meta passes (meta_bn
+    train), training with the diagnostics every step, every 3rd step and never is bit-identical,
+    and the reported values are the last computed ones (NaN before the first)."""
+    runs = {}
+    for every in (1, 3, 0):
+        torch.manual_seed(0)
+        algo, batch = _setup(f"pseudo_label+{rule}", {"meta_method": method, "diag_every": every}, model=_DropoutMLP())
+        stepper = Stepper(algo.model, torch.optim.SGD(algo.model.parameters(), lr=0.05), None, algo.ctx.comm)
+        outs = [algo.train_step(batch, step, stepper) for step in range(4)]
+        runs[every] = ([p.detach().clone() for p in algo.model.parameters()], outs)
+    for every in (3, 0):
+        assert all(torch.equal(a, b) for a, b in zip(runs[1][0], runs[every][0])), every
+    every1, every3, never = runs[1][1], runs[3][1], runs[0][1]
+    for k in ("holdout_loss_before", "holdout_loss_after"):
+        assert float(every3[0][k]) == float(every1[0][k]) and float(every3[3][k]) == float(every1[3][k])
+        assert float(every3[1][k]) == float(every3[2][k]) == float(every1[0][k])
+        assert float(every1[1][k]) != float(every1[0][k])
+        assert all(np.isnan(float(o[k])) for o in never)

@@ -106,7 +106,8 @@ def squared_norm(tensors) -> torch.Tensor:
 
 def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.Tensor, targets: torch.Tensor,
                             direction: dict[str, torch.Tensor], mode: BNMode = "train",
-                            method: Literal["jvp", "fd"] = "jvp", eps_scale: float = 0.01) -> torch.Tensor:
+                            method: Literal["jvp", "fd"] = "jvp", eps_scale: float = 0.01,
+                            with_value: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """<grad_theta L_j(theta), v> for every sample j: x [B, ...], targets [B, ...] -> [B].
 
     ``direction`` v is a dict by parameter name (e.g. the labeled gradient from
@@ -114,6 +115,10 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
     pass. ``fd``: central difference (L(theta + eps v) - L(theta - eps v)) / (2 eps) with
     eps = eps_scale / ||v|| (Meta-Gradient SSL Eq. 10-11), two forwards, O(eps^2) error.
     In ``train`` BN mode each forward uses the statistics of ``x`` itself.
+
+    ``with_value``: return (L(theta) [B, ...], derivatives). ``jvp`` computes L(theta) anyway
+    (the primal of the forward-mode pass: free); ``fd`` needs a third forward, at theta, after
+    the two perturbed ones.
     """
     params = parameters_of(model)
     v = {n: direction[n].detach() for n in params}
@@ -123,8 +128,8 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
             def losses_at(p: dict[str, torch.Tensor]) -> torch.Tensor:
                 return loss_fn(_forward(model, p, buffers, x), targets)
 
-            _, d = jvp(losses_at, (params,), (v,))
-            return d.detach()
+            value, d = jvp(losses_at, (params,), (v,))
+            return (value.detach(), d.detach()) if with_value else d.detach()
         if method == "fd":
             # eps is a 0-dim device tensor, so the step never waits for ||v||; a zero v gives zeros
             # shaped like the per-sample quantity ([B], or [B, C] for logits)
@@ -135,7 +140,11 @@ def directional_derivatives(model: nn.Module, loss_fn: PerSampleLoss, x: torch.T
                 plus = loss_fn(_forward(model, {n: p + eps * v[n] for n, p in params.items()}, buffers, x), targets)
                 again()  # dropout (or shake-shake) must draw the same masks in both forwards
                 minus = loss_fn(_forward(model, {n: p - eps * v[n] for n, p in params.items()}, buffers, x), targets)
-            return torch.where(some, (plus - minus) / (2 * eps), torch.zeros_like(plus))
+            d = torch.where(some, (plus - minus) / (2 * eps), torch.zeros_like(plus))
+            if not with_value:
+                return d
+            with torch.no_grad():
+                return loss_fn(_forward(model, params, buffers, x), targets), d
     raise ValueError(f"unknown meta-gradient method {method!r}: choose jvp or fd")
 
 

@@ -41,7 +41,7 @@ from torch.func import functional_call
 from .. import losses
 from ..base import Batch, HoldoutSpec, StepInputs
 from ..hparams import require
-from ..meta.functional import functional_forward, parameters_of
+from ..meta.functional import functional_forward, parameters_of, same_randomness
 from ..meta.label_gradient import label_meta_gradient
 from ..meta.rule import RuleHost, TwoUpdateRule
 from ..task import TASKS
@@ -71,7 +71,9 @@ class L2ICommonHparams:
     Adam a near-zero meta-gradient still moves theta by ~0.9 of the previous step);
     l2i_inner_loss: the unlabeled term of the meta step, ``mse_views`` (001 / 000 App. A.2:
     squared error to z imputed from another weak view) or ``base`` (the base's distance and
-    mask, z from the base's imputer view).
+    mask, z from the base's imputer view). diag_every: steps between computations of the
+    hold-out diagnostics C_H before and after (one hold-out forward each; 0 = never, reported
+    as NaN); between computations the last values are reported.
     """
 
     renamed = {"l2i_bn": "meta_bn"}
@@ -86,12 +88,14 @@ class L2ICommonHparams:
     holdout_batch: int = 32
     l2i_meta_optimizer: Literal["shared", "separate"] = "shared"
     l2i_inner_loss: Literal["mse_views", "base"] = "mse_views"
+    diag_every: int = 50
 
     def validate(self) -> None:
         require(self.l2i_inner_lr_scale > 0, "l2i_inner_lr_scale must be > 0")
         require(self.l2i_inner_steps >= 1, "l2i_inner_steps must be >= 1")
         require(0.0 < self.holdout_fraction < 1.0, "holdout_fraction must be in (0, 1)")
         require(self.holdout_batch >= 1, "holdout_batch must be >= 1")
+        require(self.diag_every >= 0, "diag_every must be >= 0")
 
 
 # -- pieces of a meta step on a real model ---------------------------------------------------
@@ -234,18 +238,23 @@ class L2IStep:
 
     @torch.no_grad()
     def holdout_value(self, x_h: torch.Tensor, y_h: torch.Tensor) -> torch.Tensor:
-        """Global mean C_H at the model's current weights (one forward, BN untouched)."""
-        loss = self.holdout_loss(x_h, y_h)(parameters_of(self.algo.model))
+        """Global mean C_H at the model's current weights (one forward, BN untouched). A
+        diagnostic: the RNG is rewound after it, so that its dropout draws (meta_bn train) do not
+        move training's stream, and training does not depend on ``diag_every``."""
+        with same_randomness(x_h.device) as again:
+            loss = self.holdout_loss(x_h, y_h)(parameters_of(self.algo.model))
+            again()
         return self.comm.all_reduce_mean(loss.detach())
 
 
 @dataclass
 class HoldoutPass:
-    """What every L2I meta step starts with: this worker's hold-out shard and C_H before."""
+    """What every L2I meta step starts with: this worker's hold-out shard and C_H before
+    (None on a step without hold-out diagnostics)."""
 
     x_h: torch.Tensor
     y_h: torch.Tensor
-    loss_before: torch.Tensor
+    loss_before: torch.Tensor | None
 
 
 HP = TypeVar("HP", bound=L2ICommonHparams)
@@ -261,6 +270,8 @@ class L2IRuleBase(TwoUpdateRule[HP]):
     def __init__(self, algo: RuleHost, hp: HP) -> None:
         super().__init__(algo, hp)
         self.core = L2IStep(algo, hp)
+        nan = float("nan")  # never measured yet (diag_every 0: never)
+        self._last_holdout: dict[str, torch.Tensor | float] = {"holdout_loss_before": nan, "holdout_loss_after": nan}
 
     @classmethod
     def holdout_spec(cls, hp: L2ICommonHparams) -> HoldoutSpec:
@@ -269,16 +280,34 @@ class L2IRuleBase(TwoUpdateRule[HP]):
     def separate_optimizer(self) -> bool:
         return self.hp.l2i_meta_optimizer == "separate"
 
-    def holdout_pass(self, batch: Batch) -> HoldoutPass:
-        """The hold-out views (drawn from the run's generator) and C_H at the current weights."""
-        x_h, y_h = self.core.holdout_views(batch)
-        return HoldoutPass(x_h, y_h, self.core.holdout_value(x_h, y_h))
+    def diagnostics_due(self, step: int) -> bool:
+        """Whether step ``step`` computes the hold-out diagnostics (every ``diag_every`` steps)."""
+        return self.hp.diag_every > 0 and step % self.hp.diag_every == 0
 
-    def holdout_diagnostics(self, hold: HoldoutPass, c_h: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def holdout_pass(self, batch: Batch, step: int) -> HoldoutPass:
+        """The hold-out views (drawn from the run's generator, every step) and, on a diagnostics
+        step, C_H at the current weights."""
+        x_h, y_h = self.core.holdout_views(batch)
+        before = self.core.holdout_value(x_h, y_h) if self.diagnostics_due(step) else None
+        return HoldoutPass(x_h, y_h, before)
+
+    def holdout_diagnostics(self, hold: HoldoutPass, c_h: torch.Tensor | None) -> dict[str, torch.Tensor | float]:
         """holdout_loss_before / _after (C_H before the meta step and after the second update,
-        000 Fig. 2) and holdout_loss_virtual (C_H(theta*), when the meta step computed it)."""
-        out = {"holdout_loss_before": hold.loss_before}
+        000 Fig. 2; the last computed values between diagnostics steps) and holdout_loss_virtual
+        (C_H(theta*), free, every step the meta step computed it)."""
+        out: dict[str, torch.Tensor | float] = {}
         if c_h is not None:
             out["holdout_loss_virtual"] = self.core.comm.all_reduce_mean(c_h)
-        out["holdout_loss_after"] = self.core.holdout_value(hold.x_h, hold.y_h)
+        if hold.loss_before is not None:
+            self._last_holdout = {"holdout_loss_before": hold.loss_before,
+                                  "holdout_loss_after": self.core.holdout_value(hold.x_h, hold.y_h)}
+        out.update(self._last_holdout)
         return out
+
+    def state_dict(self) -> dict:
+        # the last diagnostics travel with a checkpoint, so a resume between diagnostics steps reports as before
+        return {**super().state_dict(), "last_holdout": dict(self._last_holdout)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._last_holdout.update(state.get("last_holdout", {}))

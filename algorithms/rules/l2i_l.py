@@ -53,7 +53,7 @@ import torch
 
 from ..base import Batch, StepInputs
 from ..hparams import method_field, require
-from ..meta.functional import directional_derivatives, functional_forward, global_loss_gradient, parameters_of
+from ..meta.functional import directional_derivatives, global_loss_gradient, parameters_of
 from ..meta.label_gradient import label_meta_gradient
 from ..meta.rule import SecondUpdate, StepInfo, register_rule
 from ._l2i_common import HoldoutPass, L2ICommonHparams, L2IRuleBase, MetaViews
@@ -120,10 +120,11 @@ class L2IL(L2IRuleBase[L2ILHparams]):
         v = global_loss_gradient(model, lambda logits, y: core.holdout_criterion(logits, y), x_h, y_h, mode, comm)
         x = core.inner_input(s, views)  # the exact inner loss's forward: BatchNorm sees the same batch
         n_l = x.shape[0] - views.x_u.shape[0]
-        # J_j v for every sample of that forward (the primitive with the logits as the per-sample quantity)
-        jv = directional_derivatives(model, lambda logits, t: logits, x, x, v, mode, self.hp.meta_method)[n_l:]
-        with torch.no_grad():
-            logits_u = functional_forward(model, parameters_of(model), x, mode)[n_l:]
+        # J_j v for every sample of that forward (the primitive with the logits as the per-sample
+        # quantity), and the logits themselves: jvp's primal, so no extra forward (fd: one more)
+        logits, jv = directional_derivatives(model, lambda logits, t: logits, x, x, v, mode, self.hp.meta_method,
+                                             with_value=True)
+        logits_u, jv = logits[n_l:], jv[n_l:]
         zz = z.detach().requires_grad_(True)
         l_u = logits_u.detach().requires_grad_(True)
         (dl,) = torch.autograd.grad(core.unlabeled_terms(l_u, s, zz).sum(), l_u, create_graph=True)
@@ -155,7 +156,7 @@ class L2IL(L2IRuleBase[L2ILHparams]):
         return z0, z1, g, c_h
 
     def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> L2ILMeta:
-        hold = self.holdout_pass(batch)
+        hold = self.holdout_pass(batch, info.step)
         views = self.core.meta_views(s, batch)
         z0, z1, g, c_h = self.corrected_labels(s, views, hold.x_h, hold.y_h, self.hp.l2i_inner_lr_scale * info.lr)
         return L2ILMeta(hold, views, z0, z1, g, c_h)

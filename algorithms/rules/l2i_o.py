@@ -104,7 +104,7 @@ class L2IO(L2IRuleBase[L2IOHparams]):
         return pull_back(params, z_fn, g_z), c_h
 
     def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> L2IOMeta:
-        hold = self.holdout_pass(batch)
+        hold = self.holdout_pass(batch, info.step)
         views = self.core.meta_views(s, batch)
         grads, c_h = self.meta_gradients(s, views, hold.x_h, hold.y_h, self.hp.l2i_inner_lr_scale * info.lr)
         return L2IOMeta(hold, grads, c_h)
