@@ -79,8 +79,8 @@ def test_ratios_and_targets_against_hand_computed_values():
     results = {"b": {"ms": [9.0, 10.0, 11.0, 30.0], "state_bytes": 1 * mb, "step_bytes": 1 * mb},
                # paired with base steps 10, 10, 10, 20: ratios 1.5, 1.5, 1.6, 0.8 -> median 1.5
                "b+r[m=fd]": {"ms": [15.0, 15.0, 16.0, 16.0], "base_ms": [10.0, 10.0, 10.0, 20.0],
-                             "repeat": [0, 0, 1, 1], "state_bytes": 1 * mb, "step_bytes": 2 * mb},
-               "b+r[m=exact]": {"ms": [39.0, 40.0, 41.0], "base_ms": [10.0, 10.0, 10.0], "repeat": [0, 0, 0],
+                             "repeat": [0, 0, 1, 1], "state_bytes": 1 * mb, "step_bytes": 1.6 * mb},
+               "b+r[m=exact]": {"ms": [29.0, 30.0, 31.0], "base_ms": [10.0, 10.0, 10.0], "repeat": [0, 0, 0],
                                 "state_bytes": 1 * mb, "step_bytes": 4 * mb},
                "b+s": {"error": "RuntimeError: boom"}}
     rec = {r["name"]: r for r in summarize(rows, results)}
@@ -90,10 +90,12 @@ def test_ratios_and_targets_against_hand_computed_values():
     fd = rec["b+r[m=fd]"]
     assert fd["time_ratio"] == pytest.approx(1.5) and fd["pairs"] == 4  # the median of the pairs' ratios
     assert 0.8 <= fd["ratio_low"] <= 1.5 <= fd["ratio_high"] <= 1.6  # bootstrap medians lie within the ratios
-    assert fd["mem_ratio"] == pytest.approx(3 / 2)  # exactly at 1.5: met
+    assert fd["mem_ratio"] == pytest.approx(1.3)  # exactly at the first-order 1.3: met
     assert fd["met"] == "yes"
-    assert rec["b+r[m=exact]"]["time_ratio"] == pytest.approx(4.0)  # at 4: met on time
-    assert rec["b+r[m=exact]"]["met"] == "NO (mem)"  # 5 MB / 2 MB
+    assert rec["b+r[m=exact]"]["time_ratio"] == pytest.approx(3.0)  # at the second-order 3: met on time
+    assert rec["b+r[m=exact]"]["met"] == "NO (mem)"  # 5 MB / 2 MB > 1.6
+    results["b+r[m=fd]"]["step_bytes"] = 1.7 * mb
+    assert {r["name"]: r for r in summarize(rows, results)}["b+r[m=fd]"]["met"] == "NO (mem)"  # 1.35 > 1.3
     assert rec["b+s"]["met"] == "n/a"
     table = perf.format_table(list(rec.values()))
     assert "failed: RuntimeError: boom" in table

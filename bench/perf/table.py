@@ -12,8 +12,11 @@ from ..paired_timing import median_ratio
 from .measure import Options
 from .rows import RowSpec
 
-TIME_TARGET = {"first": 1.6, "second": 4.0}  # max ratio of ms/step to the base's
-MEMORY_TARGET = 1.5  # max ratio of peak MB to the base's
+# issue 14's targets, by the order of the meta step's derivatives: max ratio to the base's ms/step and peak MB
+# (a first-order rule whose method needs more passes than 1.6x allows is held to its pass-count floor
+# instead: docs/benchmarks.md argues each floor)
+TIME_TARGET = {"first": 1.6, "second": 3.0}
+MEMORY_TARGET = {"first": 1.3, "second": 1.6}
 
 BOOTSTRAP = 2000  # resamples of the pairs for the ratio's interval
 LEVEL = 0.95
@@ -59,14 +62,14 @@ def summarize(rows: list[RowSpec], results: dict[str, dict]) -> list[dict[str, A
             rec[k] = rec.get(k, float("nan")) if ok else float("nan")
         rec.setdefault("pairs", 0)
         rec["mem_ratio"] = rec["peak_mb"] / ref["peak_mb"] if ok and ref["peak_mb"] > 0 else float("nan")
-        limit = TIME_TARGET.get(rec["order"])
-        rec["target"] = f"<={limit:g}x, mem<={MEMORY_TARGET:g}x" if limit else "-"
+        limit, mem_limit = TIME_TARGET.get(rec["order"]), MEMORY_TARGET.get(rec["order"])
+        rec["target"] = f"<={limit:g}x, mem<={mem_limit:g}x" if limit else "-"
         if limit is None:
             rec["met"] = "-"
         elif not ok:
             rec["met"] = "n/a"
         else:
-            misses = [w for w, bad in (("time", rec["time_ratio"] > limit), ("mem", rec["mem_ratio"] > MEMORY_TARGET)) if bad]
+            misses = [w for w, bad in (("time", rec["time_ratio"] > limit), ("mem", rec["mem_ratio"] > mem_limit)) if bad]
             rec["met"] = "yes" if not misses else "NO (" + ", ".join(misses) + ")"
     return out
 
