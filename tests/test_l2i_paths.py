@@ -352,3 +352,26 @@ def test_holdout_diagnostics_cadence_leaves_training_unchanged(rule, method):
         assert float(every3[1][k]) == float(every3[2][k]) == float(every1[0][k])
         assert float(every1[1][k]) != float(every1[0][k])
         assert all(np.isnan(float(o[k])) for o in never)
+
+
+def test_l2i_o_approx_with_one_z_forward_equals_the_two_forward_computation():
+    """approx keeps z's forward graph for the pull-back: the meta-gradient equals the earlier
+    computation (a no-grad forward of z, then ``pull_back``'s own forward), on a BatchNorm net."""
+    from algorithms.meta import parameters_of, pull_back
+
+    model = build_network("cnn_small_bn", (1, 8, 8), C)
+    algo, batch = _setup("pseudo_label+l2i_o", {"meta_method": "approx", "meta_bn": "train"}, model=model,
+                         x_shape=(1, 8, 8), b_u=10)
+    s = algo.prepare(batch, 0)
+    core = algo.rule.core
+    views = core.meta_views(s, batch)
+    x_h, y_h = core.holdout_views(batch)
+    got, c_h = algo.rule.meta_gradients(s, views, x_h, y_h, 0.5)
+    params = parameters_of(algo.model)
+    with torch.no_grad():
+        z = core.model_output(views)(params)
+    g_z, c_h_ref = core.approx_label_gradient(s, views, z, x_h, y_h, 0.5)
+    want = pull_back(params, core.model_output(views), g_z)
+    assert float(c_h) == float(c_h_ref)
+    for n in want:
+        torch.testing.assert_close(got[n], want[n], rtol=1e-12, atol=1e-14, msg=n)

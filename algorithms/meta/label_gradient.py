@@ -96,7 +96,21 @@ def unrolled_meta_gradient(params: Params, z_fn: Callable[[Params], torch.Tensor
 def pull_back(params: Params, z_fn: Callable[[Params], torch.Tensor], grad_z: torch.Tensor) -> Params:
     """(dz/dtheta)^T grad_z: the vector-Jacobian product of z = z_fn(params) [b, ...]; one
     forward with graph and one backward. Parameters z does not reach get zeros."""
+    _, pull = output_and_pull_back(params, z_fn)
+    return pull(grad_z)
+
+
+def output_and_pull_back(params: Params, z_fn: Callable[[Params], torch.Tensor]
+                         ) -> tuple[torch.Tensor, Callable[[torch.Tensor], Params]]:
+    """z = z_fn(params) [b, ...] (detached) and ``pull(grad_z)`` = (dz/dtheta)^T grad_z on the
+    graph of that same forward: one forward for the value and its pull-back (where
+    :func:`pull_back` after a separate no-grad forward of z takes two). The graph lives until
+    ``pull`` is called (once)."""
     p = {n: t.detach().requires_grad_(True) for n, t in params.items()}
     z = z_fn(p)
-    grads = torch.autograd.grad(z, list(p.values()), grad_outputs=grad_z, allow_unused=True)
-    return {n: (torch.zeros_like(p[n]) if g is None else g) for n, g in zip(p, grads)}
+
+    def pull(grad_z: torch.Tensor) -> Params:
+        grads = torch.autograd.grad(z, list(p.values()), grad_outputs=grad_z, allow_unused=True)
+        return {n: (torch.zeros_like(p[n]) if g is None else g) for n, g in zip(p, grads)}
+
+    return z.detach(), pull

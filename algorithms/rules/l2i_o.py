@@ -40,7 +40,7 @@ import torch
 from ..base import Batch, StepInputs
 from ..hparams import method_field, require
 from ..meta.functional import parameters_of
-from ..meta.label_gradient import label_meta_gradient, pull_back, unrolled_meta_gradient
+from ..meta.label_gradient import label_meta_gradient, output_and_pull_back, pull_back, unrolled_meta_gradient
 from ..meta.rule import SecondUpdate, StepInfo, register_rule
 from ._l2i_common import HoldoutPass, L2ICommonHparams, L2IRuleBase, MetaViews
 
@@ -94,13 +94,16 @@ class L2IO(L2IRuleBase[L2IOHparams]):
             return unrolled_meta_gradient(params, z_fn, core.inner_loss(s, views), core.holdout_loss(x_h, y_h),
                                           inner_lr, hp.l2i_inner_steps, identity=hp.l2i_meta_path == "total",
                                           comm=core.comm)
+        if hp.meta_method == "approx":
+            # z's forward keeps its graph for the pull-back (one forward, not two): it is small next
+            # to approx's other passes, unlike exact's double-backward graph that it would add to
+            z, pull = output_and_pull_back(params, z_fn)
+            g_z, c_h = core.approx_label_gradient(s, views, z, x_h, y_h, inner_lr)
+            return pull(g_z), c_h
         with torch.no_grad():
             z = z_fn(params)
-        if hp.meta_method == "approx":
-            g_z, c_h = core.approx_label_gradient(s, views, z, x_h, y_h, inner_lr)
-        else:
-            g_z, c_h = label_meta_gradient(params, z, core.inner_loss(s, views), core.holdout_loss(x_h, y_h), inner_lr,
-                                           hp.l2i_inner_steps, comm=core.comm)
+        g_z, c_h = label_meta_gradient(params, z, core.inner_loss(s, views), core.holdout_loss(x_h, y_h), inner_lr,
+                                       hp.l2i_inner_steps, comm=core.comm)
         return pull_back(params, z_fn, g_z), c_h
 
     def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> L2IOMeta:
