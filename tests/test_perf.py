@@ -105,6 +105,42 @@ def test_ratios_and_targets_against_hand_computed_values():
     assert len(pairs) == 7
 
 
+def test_floor_ratio_and_the_floor_target():
+    """floor = 1 + (the rule's passes timed alone) / the base's median; a first-order row over
+    1.6x meets its time target within 1.15x of that floor, not beyond."""
+    rows = [RowSpec("b", "b", reference="b"), RowSpec("b+r[m=fd]", "b+r", {"m": "fd"}, "r", "first", "b")]
+    mb = 2**20
+    results = {"b": {"ms": [10.0] * 3, "state_bytes": mb, "step_bytes": mb},
+               "b+r[m=fd]": {"ms": [20.0] * 3, "base_ms": [10.0] * 3, "repeat": [0] * 3, "state_bytes": mb,
+                             "step_bytes": mb, "floor_ms": [7.0, 8.0, 9.0]}}
+    rec = {r["name"]: r for r in summarize(rows, results)}["b+r[m=fd]"]
+    assert rec["floor_ratio"] == pytest.approx(1.8) and rec["x_floor"] == pytest.approx(2.0 / 1.8)
+    assert rec["met"] == "yes"  # 2.0x > 1.6x, but 1.11x its floor
+    results["b+r[m=fd]"]["floor_ms"] = [6.0]
+    assert {r["name"]: r for r in summarize(rows, results)}["b+r[m=fd]"]["met"] == "NO (time)"  # 2.0 / 1.6 = 1.25x
+
+
+def test_every_first_order_method_declares_its_floor_passes():
+    from algorithms import list_rules
+    from algorithms.hparams import method_fields
+    from algorithms.meta.rule import get_rule
+    from bench.perf.floors import _pass
+
+    kinds = {"forward", "forward_backward", "jvp"}
+    batches = {"labeled", "unlabeled", "holdout", "inner", "mixed"}
+    for name in list_rules():
+        rule = get_rule(name)
+        for orders in method_fields(rule.Hparams).values():
+            for value, order in orders.items():
+                if order == "first":
+                    passes = rule.floor_passes.get(value)
+                    assert passes, (name, value)
+                    assert all(k in kinds and b in batches for k, b in passes), (name, value, passes)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    for kind in kinds:
+        _pass(kind, model, torch.randn(5, 4))()  # each kind runs
+
+
 def test_paired_ratio_interval_against_a_brute_force_bootstrap():
     rng = np.random.default_rng(1)
     base = rng.uniform(9, 11, 40)
@@ -195,7 +231,7 @@ def test_cli_tiny_run_prints_the_rows_and_base_ratio_one(capsys, tmp_path, monke
     rows = [line.split() for line in lines[header + 2:header + 4]]
     assert [r[0] for r in rows] == ["supervised", "pseudo_label"]
     for r in rows:
-        assert r[2] == "base" and r[5] == "1.00" and r[10] == "1.00"  # a base against itself
+        assert r[2] == "base" and r[5] == "1.00" and r[12] == "1.00"  # a base against itself (time, memory)
     assert "targets missed: 0" in text
     import pandas as pd
 

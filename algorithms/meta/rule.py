@@ -132,6 +132,11 @@ class MetaRule(Generic[H]):
     #: the tasks (:mod:`algorithms.task`) it can act on, and why not the others (one line)
     tasks: ClassVar[tuple[str, ...]] = (CLASSIFICATION,)
     tasks_note: ClassVar[str] = ""
+    #: the passes its method's own definition needs beyond the base's step, per value of its
+    #: ``meta_method``: (kind, batch) pairs, kind ``forward`` (no graph), ``forward_backward`` or
+    #: ``jvp``, batch ``labeled``, ``unlabeled``, ``holdout``, ``inner`` (labeled + unlabeled) or
+    #: ``mixed`` (max of the two). ``bench.perf`` times them alone: the row's pass-count floor.
+    floor_passes: ClassVar[dict[str, tuple[tuple[str, str], ...]]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)

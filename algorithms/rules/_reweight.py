@@ -19,6 +19,14 @@ weighted unlabeled loss (without lambda(t)): single-batch estimates, where Fig. 
 500 samples. grad L_meta costs one extra backward, so it is computed every ``diag_every``
 steps (0: never, reported as 0.0); between computations the last value is reported, so the
 engine's per-evaluation average stays an average of measured values.
+
+Passes beyond the base's step (the base's forward and backward, which the step reuses for the
+weighted loss: no second training forward): v = grad G, a forward and backward over the
+labeled batch; d over the unlabeled batch, two forwards (``fd``) or one forward-mode pass
+(``jvp``). That is the floor (``floor_passes``): v cannot come from the base's backward, which
+is of C_T + lambda C_U, nor from its forward when BatchNorm normalises x_l together with x_u;
+and Eq. 10's derivative needs the perturbed forwards (the central difference, not the
+one-sided one that would reuse the base's forward at theta, is what ``fd`` means here).
 """
 from __future__ import annotations
 
@@ -86,6 +94,8 @@ class ReweightRule(LossRule[HP]):
     """Shared steps of the reweighting rules; subclasses implement :meth:`weights`."""
 
     diagnostics = ("meta_grad_norm", "mask_fraction", "assumption1_ratio")
+    floor_passes = {"fd": (("forward_backward", "labeled"), ("forward", "unlabeled"), ("forward", "unlabeled")),
+                    "jvp": (("forward_backward", "labeled"), ("jvp", "unlabeled"))}
 
     def __init__(self, algo: RuleHost, hp: HP) -> None:
         super().__init__(algo, hp)

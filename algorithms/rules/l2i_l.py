@@ -35,10 +35,15 @@ the forward: l_j are the unlabeled rows of the same forward as the exact inner l
 (cat([x_l, x_u]) when C_T is in it), so that with train-mode BatchNorm the first-order
 result is the eta -> 0 limit of the exact one (the gap is O(eta), tests/test_l2i_paths.py).
 
-Passes: ``exact``: z's forward, the inner forward and a backward with graph, the hold-out
-forward, a double backward to z; ``jvp`` / ``fd``: v = grad C_H (one forward and backward),
-one forward-mode pass (or two forwards) over the inner input, one forward, a [b_u, C] double
-backward; then the label step's training forward and backward.
+Passes beyond the base's step: ``exact``: z's forward, the inner forward and a backward with
+graph, the hold-out forward, a double backward to z; ``jvp``: z's forward (the labels'
+initialisation), v = grad C_H (one forward and backward over the hold-out batch), one
+forward-mode pass over the inner input (whose primal gives the logits l_j), a [b_u, C] double
+backward through the distance only; ``fd``: the same with two perturbed forwards and one at
+theta instead of the forward-mode pass; then the label step's training forward and backward
+over the unlabeled batch (the second update that defines L2I: no base pass can stand in for
+it, since it comes after the base's update). Those are the floor (``floor_passes``); C_H
+before and after cost one hold-out forward each, every ``diag_every`` steps.
 
 Diagnostics: holdout_loss_before / holdout_loss_after (C_H at theta_hat and after the label
 step), holdout_loss_virtual (C_H(theta*), exact only), label_correction (mean over samples of
@@ -104,6 +109,11 @@ class L2IL(L2IRuleBase[L2ILHparams]):
     diagnostics = ('label_correction', 'loss_label_step')  # results columns diag_<name>
     description = "L2I-L: imputed labels corrected by the hold-out meta-gradient, then trained on"
     paper_hps = 2  # the inner (virtual-step) learning rate and the label learning rate
+    floor_passes = {
+        "jvp": (("forward", "unlabeled"), ("forward_backward", "holdout"), ("jvp", "inner"),
+                ("forward_backward", "unlabeled")),
+        "fd": (("forward", "unlabeled"), ("forward_backward", "holdout"), ("forward", "inner"), ("forward", "inner"),
+               ("forward", "inner"), ("forward_backward", "unlabeled"))}
 
     def initial_labels(self, s: StepInputs, views: MetaViews) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""

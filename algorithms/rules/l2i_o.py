@@ -19,12 +19,17 @@ One iteration (001 Alg. 1; the template runs steps 1 and 4 and the base's ``afte
    parameter: one backward through z's forward), path ``z`` only;
 4. a second optimizer step with that gradient (line 11; official: a second Adam step).
 
-Passes of the meta step (besides C_H before and after, one forward each): path ``z``: z's
-forward, the inner forward and a backward with graph per inner step, the hold-out forward, a
-double backward to z, then z's forward and backward again (pull-back); ``z_hessian`` /
-``total``: z's forward with graph, the inner forward and backward with graph, the hold-out
-forward, one double backward to the weights; ``approx``: two feature forwards, the
-classifier's virtual step, and the pull-back's forward and backward.
+Passes of the meta step (besides C_H before and after, one hold-out forward each every
+``diag_every`` steps): path ``z``: z's forward, the inner forward and a backward with graph
+per inner step, the hold-out forward, a double backward to z, then z's forward and backward
+again (pull-back; z's first forward is a no-grad one, so that its graph does not add to the
+double backward's at the memory peak); ``z_hessian`` / ``total``: z's forward with graph, the
+inner forward and backward with graph, the hold-out forward, one double backward to the
+weights; ``approx``: z's forward with graph (kept for the pull-back), two no-grad feature
+forwards (inner input, hold-out batch), the classifier's virtual step (last layer only:
+negligible), and the pull-back's backward. approx's floor (``floor_passes``): the two feature
+forwards and z's forward and backward; then the second update is an optimizer step on those
+gradients (no further pass).
 
 Diagnostics: holdout_loss_before / holdout_loss_after (C_H at theta_hat and after the meta
 step, 000 Fig. 2), holdout_loss_virtual (C_H(theta*), free), meta_grad_norm (norm of the
@@ -81,6 +86,7 @@ class L2IO(L2IRuleBase[L2IOHparams]):
     name = "l2i_o"
     description = "L2I-O: hold-out meta-gradient through the model's imputed labels (second optimizer step)"
     paper_hps = 1  # 001 Sec. 5.1 tunes "inner, outer-loop learning rates": the outer one is every method's lr
+    floor_passes = {"approx": (("forward", "inner"), ("forward", "holdout"), ("forward_backward", "unlabeled"))}
 
     def meta_gradients(self, s: StepInputs, views: MetaViews, x_h: torch.Tensor, y_h: torch.Tensor,
                        inner_lr: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

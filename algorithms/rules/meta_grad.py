@@ -27,7 +27,10 @@ Per step (Alg. 1-2, Eq. 5-13), on the base's StepInputs ``s``:
 Passes: ``fd``: v = grad L_l (one forward and backward), two perturbed forwards; ``jvp``: one
 forward-mode pass instead; ``exact``: one forward and a backward with graph, the labeled
 forward at the virtual step, a double backward to y; then the training forwards (the base's,
-and the mixed batch's) and one backward.
+and the mixed batch's) and one backward. The first-order floor (``floor_passes``) is v's
+forward and backward over the labeled batch, the two perturbed unlabeled forwards (``fd``) or
+the forward-mode pass (``jvp``), and the mixed batch's forward and backward (Eq. 12: a batch
+the base never sees, so no base pass can stand in for it).
 
 Why g is scaled per sample (B_u times Eq. 8), how ``meta_lr = 1`` reproduces the official
 update, and the other choices: docs/methods.md, "Meta-Gradient SSL".
@@ -141,6 +144,10 @@ class MetaGrad(LossRule[MetaGradHparams]):
     paper_hps = 2  # the meta learning rate beta_t and MixUp's gamma (003 Alg. 1-2)
     tasks_note = ("its meta-gradient moves soft pseudo-labels on the class simplex (003 Eq. 7-11, clipped back onto it) "
                   "and its cross-domain MixUp mixes class distributions: classification only")
+    floor_passes = {
+        "fd": (("forward_backward", "labeled"), ("forward", "unlabeled"), ("forward", "unlabeled"),
+               ("forward_backward", "mixed")),
+        "jvp": (("forward_backward", "labeled"), ("jvp", "unlabeled"), ("forward_backward", "mixed"))}
 
     # -- pieces ------------------------------------------------------------------
     def unlabeled_distance(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -146,6 +146,8 @@ def _add(results: dict[str, dict], name: str, part: dict[str, Any], repeat: int,
         r.setdefault("base_ms", []).extend(base_ms)
     for k in ("state_bytes", "step_bytes", "holdout"):
         r.setdefault(k, part.get(k, 0))
+    if part.get("floor_ms") is not None:
+        r.setdefault("floor_ms", []).append(part["floor_ms"])
 
 
 def run_rows(rows: list[RowSpec], opts: Options, in_process: bool = False,

@@ -12,6 +12,7 @@ from algorithms import get_algorithm
 
 from ..config import RunConfig, RunEnv
 from ..engine import build_run
+from .floors import floor_ms
 from .memory import cpu_step_peak, storage_bytes
 from .rows import RowSpec
 
@@ -102,7 +103,8 @@ def measure_pair(base: RowSpec, spec: RowSpec, opts: Options, classes: dict[str,
     """Time ``spec`` against its base in this process: both built, ``warmup`` untimed steps of
     each (alternating), then ``steps`` pairs, each a base step then a variant step (ABAB...), so
     that each pair's ratio sees the same machine state. Returns {"base": ..., "variant": ...},
-    each as :func:`measure` returns (``ms`` index i of both is pair i)."""
+    each as :func:`measure` returns (``ms`` index i of both is pair i); the variant's also has
+    floor_ms (``bench.perf.floors``: its rule's floor passes timed alone; None if undeclared)."""
     _setup(opts)
     classes = classes or {}
     a, b = RowRun(base, opts, classes.get(base.algorithm)), RowRun(spec, opts, classes.get(spec.algorithm))
@@ -113,4 +115,5 @@ def measure_pair(base: RowSpec, spec: RowSpec, opts: Options, classes: dict[str,
     for _ in range(opts.steps):
         ms_a.append(a.timed_step())
         ms_b.append(b.timed_step())
-    return {"base": {"ms": ms_a, **a.memory()}, "variant": {"ms": ms_b, **b.memory()}}
+    floor = floor_ms(b.run, opts, b.sync)
+    return {"base": {"ms": ms_a, **a.memory()}, "variant": {"ms": ms_b, **b.memory(), "floor_ms": floor}}
