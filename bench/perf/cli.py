@@ -158,7 +158,8 @@ def run_rows(rows: list[RowSpec], opts: Options, in_process: bool = False,
     Failures become ``{"error": one line}`` so the table still prints. ``classes`` maps
     algorithm names to classes for in-process rows the registry does not know (tests' dummy
     rules). Returns by row name: ms (all timed steps), repeat (the repeat of each), base_ms
-    (a paired row: its base's step of each pair), state_bytes, step_bytes, holdout."""
+    (a paired row: its base's step of each pair), state_bytes, step_bytes, holdout, floor_ms
+    (a paired row whose rule declares ``floor_passes``: one sum per repeat)."""
     results: dict[str, dict] = {}
     for rep in range(repeat):
         for spec, base in jobs(rows):
