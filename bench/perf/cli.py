@@ -146,8 +146,8 @@ def _add(results: dict[str, dict], name: str, part: dict[str, Any], repeat: int,
         r.setdefault("base_ms", []).extend(base_ms)
     for k in ("state_bytes", "step_bytes", "holdout"):
         r.setdefault(k, part.get(k, 0))
-    if part.get("floor_ms") is not None:
-        r.setdefault("floor_ms", []).append(part["floor_ms"])
+    if part.get("floor_ms"):
+        r.setdefault("floor_ms", []).extend(part["floor_ms"])
 
 
 def run_rows(rows: list[RowSpec], opts: Options, in_process: bool = False,
@@ -159,7 +159,7 @@ def run_rows(rows: list[RowSpec], opts: Options, in_process: bool = False,
     algorithm names to classes for in-process rows the registry does not know (tests' dummy
     rules). Returns by row name: ms (all timed steps), repeat (the repeat of each), base_ms
     (a paired row: its base's step of each pair), state_bytes, step_bytes, holdout, floor_ms
-    (a paired row whose rule declares ``floor_passes``: one sum per repeat)."""
+    (a paired row whose rule declares ``floor_passes``: its passes' time after each pair)."""
     results: dict[str, dict] = {}
     for rep in range(repeat):
         for spec, base in jobs(rows):

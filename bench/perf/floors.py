@@ -1,16 +1,15 @@
 """A row's pass-count floor: the passes its meta rule's definition needs beyond the base's
-step (``MetaRule.floor_passes``, argued in each rule's docstring), each timed alone on the
-row's own network and batch sizes with the functional passes the rules use."""
+step (``MetaRule.floor_passes``, argued in each rule's docstring), timed alone on the row's
+own network and batch sizes with the functional passes the rules use, once per timed pair
+(so the floor is paired with the base step it is added to, like the ratio itself)."""
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 
 from algorithms.meta.functional import directional_derivatives, functional_forward, loss_gradient, parameters_of
-
-REPEATS = 5  # timings of each pass (after one untimed): their median counts
-
 
 def _sizes(run, opts) -> dict[str, int]:
     b_l, b_u = opts.batch_labeled, opts.batch_unlabeled
@@ -41,22 +40,26 @@ def passes_of(algo) -> tuple[tuple[str, str], ...] | None:
     return type(rule).floor_passes.get(method) if rule is not None else None
 
 
-def floor_ms(run, opts, sync=lambda: None) -> float | None:
-    """Milliseconds of the row's floor passes (the sum of each pass's median), or None."""
+def floor_timer(run, opts, sync=lambda: None) -> Callable[[], float] | None:
+    """A function timing one round of the row's floor passes (milliseconds, their sum), each
+    pass run once untimed here; None if the rule declares none."""
     passes = passes_of(run.algo)
     if not passes:
         return None
-    sizes, total = _sizes(run, opts), 0.0
+    sizes = _sizes(run, opts)
     pool = run.x_u if run.x_u.shape[0] else run.x_l
-    for kind, batch in passes:
-        fn = _pass(kind, run.model, _inputs(pool, sizes[batch]))
+    fns = [_pass(kind, run.model, _inputs(pool, sizes[batch])) for kind, batch in passes]
+    for fn in fns:
         fn()
-        times = []
-        for _ in range(REPEATS):
+
+    def one_round() -> float:
+        total = 0.0
+        for fn in fns:
             sync()
             t0 = time.perf_counter()
             fn()
             sync()
-            times.append(1000.0 * (time.perf_counter() - t0))
-        total += sorted(times)[REPEATS // 2]
-    return total
+            total += 1000.0 * (time.perf_counter() - t0)
+        return total
+
+    return one_round

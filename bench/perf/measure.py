@@ -12,7 +12,7 @@ from algorithms import get_algorithm
 
 from ..config import RunConfig, RunEnv
 from ..engine import build_run
-from .floors import floor_ms
+from .floors import floor_timer
 from .memory import cpu_step_peak, storage_bytes
 from .rows import RowSpec
 
@@ -104,16 +104,19 @@ def measure_pair(base: RowSpec, spec: RowSpec, opts: Options, classes: dict[str,
     each (alternating), then ``steps`` pairs, each a base step then a variant step (ABAB...), so
     that each pair's ratio sees the same machine state. Returns {"base": ..., "variant": ...},
     each as :func:`measure` returns (``ms`` index i of both is pair i); the variant's also has
-    floor_ms (``bench.perf.floors``: its rule's floor passes timed alone; None if undeclared)."""
+    floor_ms (``bench.perf.floors``: its rule's floor passes timed alone after each pair, a list
+    aligned with ``ms``; None if undeclared)."""
     _setup(opts)
     classes = classes or {}
     a, b = RowRun(base, opts, classes.get(base.algorithm)), RowRun(spec, opts, classes.get(spec.algorithm))
+    floor = floor_timer(b.run, opts, b.sync)
     for _ in range(opts.warmup):
         a.timed_step()
         b.timed_step()
-    ms_a, ms_b = [], []
+    ms_a, ms_b, ms_f = [], [], []
     for _ in range(opts.steps):
         ms_a.append(a.timed_step())
         ms_b.append(b.timed_step())
-    floor = floor_ms(b.run, opts, b.sync)
-    return {"base": {"ms": ms_a, **a.memory()}, "variant": {"ms": ms_b, **b.memory(), "floor_ms": floor}}
+        if floor is not None:
+            ms_f.append(floor())
+    return {"base": {"ms": ms_a, **a.memory()}, "variant": {"ms": ms_b, **b.memory(), "floor_ms": ms_f or None}}

@@ -61,10 +61,15 @@ def summarize(rows: list[RowSpec], results: dict[str, dict]) -> list[dict[str, A
         ok = "time_ratio" in rec and ref is not None and "ms_median" in ref
         for k in ("time_ratio", "ratio_low", "ratio_high"):
             rec[k] = rec.get(k, float("nan")) if ok else float("nan")
-        floors = results.get(rec["name"], {}).get("floor_ms")
-        # floor: the base's step plus the rule's own passes timed alone, as a ratio to the base
-        rec["floor_ratio"] = 1 + float(np.median(floors)) / ref["ms_median"] if ok and floors else float("nan")
-        rec["x_floor"] = rec["time_ratio"] / rec["floor_ratio"]
+        r = results.get(rec["name"], {})
+        floors = r.get("floor_ms")
+        if ok and floors and len(floors) == len(r.get("base_ms", ())):
+            # paired like the ratio: each pair's floor is its base step plus the rule's passes timed right after
+            base, ms, fl = (np.asarray(r[k], dtype=float) for k in ("base_ms", "ms", "floor_ms"))
+            rec["floor_ratio"] = float(np.median((base + fl) / base))
+            rec["x_floor"] = float(np.median(ms / (base + fl)))
+        else:
+            rec["floor_ratio"] = rec["x_floor"] = float("nan")
         rec.setdefault("pairs", 0)
         rec["mem_ratio"] = rec["peak_mb"] / ref["peak_mb"] if ok and ref["peak_mb"] > 0 else float("nan")
         limit, mem_limit = TIME_TARGET.get(rec["order"]), MEMORY_TARGET.get(rec["order"])
