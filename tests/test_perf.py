@@ -321,3 +321,22 @@ def test_plan_adds_the_missing_bases_first():
     rows = perf.plan_rows(["meta_semi", "pseudo_label"], ["meta_semi:meta_method=fd"], auto=True)
     assert [r.name for r in rows] == ["ict", "meta_semi[meta_method=fd]", "pseudo_label"]
     assert rows[1].reference == "ict" and rows[1].order == "first"
+
+
+def test_pass_counts_of_a_base_and_of_l2i_l_jvp():
+    """cnn_small has 3 convolutions: Pseudo-Label's one 128-sample forward and backward count
+    384 each; l2i_l jvp adds its own passes (z, v, the forward-mode pass, the label step) and
+    no separate forward of the inner input (its logits are the jvp's primal)."""
+    from bench.perf.measure import RowRun
+    from bench.perf.passes import conv_samples
+
+    base = RowRun(RowSpec("pseudo_label", "pseudo_label"), Options())
+    base.timed_step()
+    assert conv_samples(base, 2) == (384.0, 384.0)
+    row = RowRun(RowSpec("l2i_l", "pseudo_label+l2i_l", {"meta_method": "jvp"}), Options())
+    row.timed_step()
+    fwd, bwd = conv_samples(row, 2)
+    # forwards: base 128, z 96, v 32, jvp over the 128-sample inner input (4 convolution calls
+    # per layer under torch.func.jvp on this torch), label step 96; backwards: base 128, v 32,
+    # label step 96. The separate forward this replaced would add 3 x 128.
+    assert (fwd, bwd) == (3 * (128 + 96 + 32 + 4 * 128 + 96), 3 * (128 + 32 + 96))
