@@ -73,6 +73,13 @@ def renamed_keys(cls: type) -> dict[str, str]:
     return dict(getattr(cls, "renamed", None) or {})
 
 
+def optional_in_identity(cls: type) -> tuple[str, ...]:
+    """``cls.optional_in_identity``: fields added after run ids were published that do not change
+    what training computes; a run id leaves them out at their defaults, so adding one keeps every
+    stored run's id (``bench.config.RunConfig.run_id``)."""
+    return tuple(getattr(cls, "optional_in_identity", None) or ())
+
+
 def current_names(cls: type, data: dict[str, Any], what: str) -> dict[str, Any]:
     """``data`` with old keys of ``cls`` (see :func:`renamed_keys`) replaced by their new names,
     each with a one-line :class:`RenamedKeyWarning`; ConfigError if both names are given."""

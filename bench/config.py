@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from algorithms import get_algorithm, parse_hparams
-from algorithms.hparams import ConfigError, from_dict, renamed_keys, require
+from algorithms.hparams import ConfigError, from_dict, optional_in_identity, renamed_keys, require
 
 
 @dataclass(frozen=True)
@@ -178,9 +178,13 @@ class RunConfig:
 
 
 def identity_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """``hparams`` spelled as identities hash them: each renamed option under its old name."""
-    first_name = {new: old for old, new in renamed_keys(get_algorithm(algorithm).Hparams).items()}
-    return {first_name.get(k, k): v for k, v in hparams.items()}
+    """``hparams`` spelled as identities hash them: each renamed option under its old name, and the
+    options the algorithm lists in ``optional_in_identity`` left out at their defaults."""
+    cls = get_algorithm(algorithm).Hparams
+    first_name = {new: old for old, new in renamed_keys(cls).items()}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    skip = {k for k in optional_in_identity(cls) if k in hparams and k in defaults and hparams[k] == defaults[k]}
+    return {first_name.get(k, k): v for k, v in hparams.items() if k not in skip}
 
 
 @dataclass(frozen=True)

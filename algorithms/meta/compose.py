@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from ..base import Algorithm, Batch, HoldoutSpec
-from ..hparams import ConfigError, renamed_keys
+from ..hparams import ConfigError, optional_in_identity, renamed_keys
 from ..stepper import Stepper
 from .functional import squared_norm
 from .rule import LossRule, MetaRule, StepInfo
@@ -57,7 +57,8 @@ def _merged_hparams(base: type[Algorithm], rule: type[MetaRule]) -> type:
 
     cls_name = f"{type(base).__name__}_{base.name}_{rule.name}_Hparams".replace("+", "_")
     namespace = {"split": split, "validate": validate,
-                 "renamed": {**renamed_keys(base.Hparams), **renamed_keys(rule.Hparams)}}
+                 "renamed": {**renamed_keys(base.Hparams), **renamed_keys(rule.Hparams)},
+                 "optional_in_identity": optional_in_identity(base.Hparams) + optional_in_identity(rule.Hparams)}
     merged = dataclasses.make_dataclass(cls_name, specs, namespace=namespace)
     merged.__doc__ = (f"Hyperparameters of {base.name}+{rule.name}: the base's ({base.Hparams.__name__}) "
                       f"and the rule's ({rule.Hparams.__name__}).\n\n{base.Hparams.__doc__ or ''}\n\n{rule.Hparams.__doc__ or ''}")

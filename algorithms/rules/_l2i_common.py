@@ -77,6 +77,8 @@ class L2ICommonHparams:
     """
 
     renamed = {"l2i_bn": "meta_bn"}
+    # the diagnostics' cadence changes no training step (RNG rewound around them): runs at the default keep their ids
+    optional_in_identity = ("diag_every",)
 
     l2i_inner_lr_scale: float = field(default=50.0, metadata={"range": (1.0, 1000.0), "scale": "log"})
     l2i_inner_steps: int = 1
