@@ -210,7 +210,7 @@ class Run:
         splits = (("val", self.x_val, self.y_val), ("test", *self.test_set()), ("train", self.x_l, self.y_l))
         for model_name, model in models:
             for split, x, y in splits:
-                err, loss = evaluate(model, x, y, self.comm, self.task)
+                err, loss = evaluate(model, x, y, self.comm, self.task, self.cfg.eval_batch)
                 if not (math.isfinite(loss) and math.isfinite(err)):
                     raise Diverged(f"{model_name} {split} loss is not finite at step {self.step}")
                 row = {"run_id": "", "step": self.step, "split": split, "model": model_name, "error": err, "loss": loss,

@@ -1,5 +1,5 @@
-"""Speed options that must not move training numbers: channels_last (float rounding only, recorded
-with the run, identity unchanged when off), multi-tensor optimizers and EMA (bit for bit against the
+"""Speed options that must not move training numbers: channels_last and eval_batch (float rounding only,
+recorded with the run, identity unchanged when off), multi-tensor optimizers and EMA (bit for bit against the
 per-tensor loops), and the paired timing helpers of bench.usb_compare."""
 from __future__ import annotations
 
@@ -48,6 +48,26 @@ def test_channels_last_run_matches_default_within_float_noise(tmp_path):
         torch.testing.assert_close(b.model_state[k], v, rtol=1e-4, atol=1e-5)
     for ra, rb in zip(a.eval_rows, b.eval_rows, strict=True):
         assert abs(ra["loss"] - rb["loss"]) < 1e-4 and abs(ra["error"] - rb["error"]) <= 1 / 50
+
+
+def test_eval_batch_is_in_the_identity_only_off_its_default():
+    assert _cfg(eval_batch=1024).run_id == _cfg().run_id == "5316561c314742ba"  # pinned above, before the field
+    assert _cfg(eval_batch=128).run_id != _cfg().run_id
+    with pytest.raises(Exception, match="eval_batch must be positive"):
+        _cfg(eval_batch=0).validate()
+
+
+def test_eval_batch_moves_evaluations_by_float_rounding_only(tmp_path):
+    """Evaluating in chunks of 7 (the test set split into many forwards, the last one short) gives the
+    same training and, up to float rounding in the summed losses, the same evaluations as one chunk."""
+    outs = {b: train_run(_cfg(eval_batch=b), RunEnv(str(tmp_path / str(b)))) for b in (1024, 7)}
+    a, b = outs[1024], outs[7]
+    assert a.status == b.status == "ok"
+    for k, v in a.model_state.items():
+        assert torch.equal(b.model_state[k], v), k  # evaluation never touches training
+    for ra, rb in zip(a.eval_rows, b.eval_rows, strict=True):
+        assert (ra["split"], ra["model"]) == (rb["split"], rb["model"])
+        assert ra["error"] == rb["error"] and abs(ra["loss"] - rb["loss"]) < 1e-5
 
 
 def test_set_memory_format_converts_conv_weights_only():

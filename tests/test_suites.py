@@ -100,7 +100,7 @@ def test_quick_suite_keeps_every_algorithm_and_every_rule_on_both_toy_datasets()
 
 
 SETUP = ("network", "steps", "batch_labeled", "batch_unlabeled", "optim", "ema_decay", "eval_every", "val_protocol",
-         "n_test", "protocol_notes")
+         "n_test", "protocol_notes", "eval_last_k", "eval_batch", "channels_last")
 
 
 def test_every_run_of_a_setting_shares_budget_network_optimizer_batches_and_evaluations():
@@ -114,7 +114,8 @@ def test_every_run_of_a_setting_shares_budget_network_optimizer_batches_and_eval
             for c in mine:
                 by_algo.setdefault(c.algorithm, set()).add((c.seed, c.split_seed))
             assert len({frozenset(v) for v in by_algo.values()}) == 1, (name, key)
-            assert _evals_in_last_half(mine[0].steps, mine[0].eval_every) >= 20, (name, key)
+            # the reported median of the last eval_last_k evaluations is over the last half only
+            assert _evals_in_last_half(mine[0].steps, mine[0].eval_every) >= mine[0].eval_last_k >= 10, (name, key)
 
 
 def test_dense_evaluations_hold_for_any_budget_and_after_a_steps_override():
@@ -237,3 +238,15 @@ def test_diagnostics_cadence_at_its_default_keeps_the_run_ids():
     explicit = dataclasses.replace(cfg, hparams={**dict(cfg.hparams), "diag_every": 50})
     other = dataclasses.replace(cfg, hparams={**dict(cfg.hparams), "diag_every": 5})
     assert explicit.run_id == cfg.run_id != other.run_id
+
+
+def test_landmark_recipe_is_sized_by_its_evaluations():
+    """synthetic_landmarks: 10 evaluations in the last half of 500 steps (median of the last 10), 128-image
+    evaluation chunks and a channels-last TCDCN, for every method and both label counts alike; the
+    classification recipes keep the last-20 median, 1,024-image chunks and the default memory format."""
+    lm = expand(SUITES["quick"], datasets=["synthetic_landmarks"])
+    assert {c.n_labels for c in lm} == {100, 500}
+    assert {(c.steps, c.eval_every, c.eval_last_k, c.eval_batch, c.channels_last) for c in lm} == {(500, 25, 10, 128, True)}
+    assert sum(1 for s in range(1, 501) if s % 25 == 0 and s > 250) == 10
+    other = [c for c in expand(SUITES["standard"]) if c.dataset != "synthetic_landmarks"]
+    assert {(c.eval_last_k, c.eval_batch, c.channels_last) for c in other} == {(20, 1024, False)}
