@@ -13,8 +13,9 @@ ORANGE, CYAN = "#E69F00", "#00A6D6"
 #: 1% of the training images, the label fraction of 001 Fig. 3 (Fig. 2 states none)
 CPU_LABELS, AFLW_LABELS = 100, 91
 _HOW = ("top: the squared error on the hold-out batch (standardised landmark units) before the L2I meta step and "
-        "after its second update, each the mean over the steps since the previous evaluation (the rule's "
-        "diagnostics holdout_loss_before / holdout_loss_after); bottom: the EMA model's test loss (the same squared "
+        "after its second update (the rule's diagnostics holdout_loss_before / holdout_loss_after, measured every "
+        "diag_every = 50 steps, hence the steps in the curves: each point is the mean over the steps since the "
+        "previous evaluation of the last measured values); bottom: the EMA model's test loss (the same squared "
         "error) of Mean Teacher and of MT + L2I, the paper's 'test loss for the same models' read as the model "
         "trained without and with the label update (a run does not evaluate its test loss before and after each "
         "update); x is training steps; L2I is the model-output variant with the approximate update (001 Table 1's "
