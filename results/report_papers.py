@@ -14,7 +14,7 @@ import re
 import pandas as pd
 
 from .compare import usable
-from .papers import ERROR_METRICS, PAPER_NETWORKS, conditions_for, meets, methods_for, our_network
+from .papers import COMPARABLE_METRICS, PAPER_NETWORKS, conditions_for, meets, methods_for, our_network
 
 #: datasets of this benchmark the papers never used: no paper number exists for them
 OFFLINE_DATASETS = {"two_circles": "000 Fig. 1 shows the two-circles toy only as a figure, without a number",
@@ -49,16 +49,19 @@ def _deviations(runs: pd.DataFrame, paper_network: str) -> str:
 
 def against_papers(runs: pd.DataFrame, papers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(matched, not_run): one matched row per (paper row, our setting); the paper rows we did
-    not run, each with the reason. Errors in percent (as the papers print them)."""
+    not run, each with the reason. Errors in percent (as the papers print them); a paper's metric is compared
+    only with runs of the same metric (:data:`~results.papers.COMPARABLE_METRICS`)."""
     ok = usable(runs) if len(runs) else runs
     ours = set(zip(ok["dataset"], ok["n_labels"].astype(float))) if len(ok) else set()
     datasets_here = set(ok["dataset"]) if len(ok) else set()
+    # runs written before the metric column were all classification runs
+    metric = ok["metric"].fillna("error") if "metric" in ok else pd.Series("error", index=ok.index)
     matched, not_run = [], []
     for _, p in papers.iterrows():
         reason = None
         maps = methods_for(p)
-        if p["metric"] not in ERROR_METRICS:
-            reason = f"metric {p['metric']} (not an error rate we record)"
+        if p["metric"] not in COMPARABLE_METRICS:
+            reason = f"metric {p['metric']} (not an error we record)"
         elif not p["dataset"] or p["label_unit"] != "count" or math.isnan(p["n_labels"]):
             reason = "no label count (fully supervised or a percentage)" if p["dataset"] else "no dataset"
         elif not maps:
@@ -72,7 +75,7 @@ def against_papers(runs: pd.DataFrame, papers: pd.DataFrame) -> tuple[pd.DataFra
             for m in maps:
                 cond = conditions_for(m, p)
                 sub = ok[(ok["dataset"] == p["dataset"]) & (ok["n_labels"].astype(float) == float(p["n_labels"]))
-                         & (ok["algorithm"] == m.algorithm)]
+                         & (ok["algorithm"] == m.algorithm) & (metric == COMPARABLE_METRICS[p["metric"]])]
                 sub = sub[[meets(r, cond) for _, r in sub.iterrows()]] if len(sub) else sub
                 for setting, g in sub.groupby("setting", sort=True):
                     te = 100 * g["test_error"].astype(float)

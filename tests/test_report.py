@@ -196,6 +196,30 @@ def test_against_the_papers_lines_up_a_smoke_run_with_its_paper_row(tmp_path):
     assert len(matched) + len(not_run) >= len(load_paper_numbers())
 
 
+def test_against_the_papers_lines_up_landmark_runs_by_their_metric(tmp_path):
+    """AFLW runs (NME over the inter-ocular distance, stored as a fraction) line up with 001 Table 1's
+    nme_pct rows in percent; the same numbers stored as a classification error line up with nothing."""
+    from results.papers import load_paper_numbers
+    from results.report_papers import against_papers
+
+    for metric, expect in (("nme_iod", 1), ("error", 0)):
+        store = ResultStore(tmp_path / metric)
+        for seed, err in enumerate((0.1602, 0.1662)):
+            row = run_row("supervised", seed, "ok", run_id=f"{metric}{seed}", dataset="aflw", network="tcdcn",
+                          n_labels=91, steps=20, test_error=err, metric=metric)
+            store.write_run(row, [])
+        runs = with_settings(load_results(str(tmp_path / metric)).runs)
+        matched, not_run = against_papers(runs, load_paper_numbers())
+        hit = matched[(matched["paper"] == "001") & (matched["table"] == "Table 1")]
+        assert len(hit) == expect, metric
+        if expect:
+            h = hit.iloc[0]
+            assert (h["paper_method"], h["paper_value"], h["n"]) == ("SL", 16.32, 2)
+            assert h["mean"] == pytest.approx(16.32) and h["diff"] == pytest.approx(0.0, abs=1e-9)
+            assert ((not_run["paper"] == "001") & (not_run["table"] == "Table 1") & (not_run["method"] == "MT")
+                    & (not_run["n_labels"] == 91) & not_run["reason"].str.startswith("method not run")).any()
+
+
 def test_paper_numbers_copy_matches_the_shared_transcription_row_for_row():
     if not os.path.exists(SHARED_CSV):
         pytest.skip("the shared transcription is not on this machine")
