@@ -49,6 +49,20 @@ def test_interrupted_run_resumes_exactly_from_between_evaluations(algorithm, tmp
     assert not (tmp_path / "res" / "checkpoints").exists()  # spent once the rows are written
 
 
+@pytest.mark.parametrize("algorithm", ["mean_teacher+meta_semi", "mean_teacher+l2rw"])
+def test_resume_between_diagnostics_steps_reports_the_last_measured_ratio(algorithm, tmp_path):
+    """The reweighting rules measure Assumption 1's ratio every diag_every steps and report the
+    last value in between: it travels with the checkpoint, so a resume at step 29 (ratio last
+    measured at step 20) reports what the uninterrupted run reports."""
+    cfg = _cfg(algorithm, hparams={"diag_every": 20})
+    ref = train_run(cfg, RunEnv(str(tmp_path / "ref")))
+    out = interrupted_then_resumed(cfg, RunEnv(str(tmp_path / "res"), checkpoint_every_min=0), stop_at=30)
+    assert out.status == "ok" and out.run_row["resumed_from_step"] == 29
+    ratio = [r["diag_assumption1_ratio"] for r in ref.eval_rows if r["split"] == "val" and r["model"] == "ema"]
+    assert ratio[2] > 0  # steps 21-30 report the ratio measured at step 20
+    assert _numbers(out) == _numbers(ref)
+
+
 def _two_workers(comm, root: str) -> dict:
     cfg = _cfg("pi_model", batch_labeled=16, batch_unlabeled=32)
     ref = train_run(cfg, RunEnv(f"{root}/ref"), comm=comm)

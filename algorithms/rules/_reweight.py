@@ -126,6 +126,14 @@ class ReweightRule(LossRule[HP]):
         diag["assumption1_ratio"] = self._last_ratio
         return LossTerms(loss_l, loss_u, s.weight, diag)
 
+    def state_dict(self) -> dict:
+        # the last measured ratio travels with a checkpoint, so a resume between diagnostics steps reports as before
+        return {**super().state_dict(), "last_ratio": self._last_ratio}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._last_ratio = state.get("last_ratio", self._last_ratio)
+
     def assumption1_ratio(self, loss_u: torch.Tensor, v: dict[str, torch.Tensor]) -> torch.Tensor | float:
         """||grad L_meta||^2 / ||v||^2 with grad L_meta averaged over workers (one extra backward)."""
         comm = self.algo.ctx.comm
