@@ -29,10 +29,13 @@ from algorithms import get_algorithm, list_compositions
 from algorithms.meta.functional import same_randomness
 from algorithms.meta.weights import sign_weights
 
+from .cli_errors import fail, make_parser
 from .config import RunConfig, RunEnv
 from .engine import build_run
+from .perf.cli import add_workload_args
 
 RULE = "meta_semi"
+PROG = "bench.fd_agreement"
 
 
 class Tally:
@@ -113,15 +116,10 @@ def measure(algorithm: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.fd_agreement", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = make_parser(PROG, "bench.fd_agreement", __doc__.split("\n\n")[0])
     p.add_argument("--algorithms", default="",
                    help="comma-separated BASE+meta_semi compositions and/or meta_semi (default: all of them)")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--network", default="cnn_small")
-    p.add_argument("--n-labels", type=int, default=50)
-    p.add_argument("--batch-labeled", type=int, default=32)
-    p.add_argument("--batch-unlabeled", type=int, default=96)
+    add_workload_args(p)
     p.add_argument("--steps", type=int, default=200, help="training steps per run (every one compared)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -136,14 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cls = get_algorithm(n)
         except Exception as e:  # noqa: BLE001 - the registry's own one-line message
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+            fail(PROG, str(e))
         if n != RULE and getattr(getattr(cls, "rule_class", None), "name", "") != RULE:
-            print(f"error: {n} is neither a BASE+{RULE} composition nor {RULE}", file=sys.stderr)
-            return 2
+            fail(PROG, f"{n} is neither a BASE+{RULE} composition nor {RULE}")
     if args.steps < 1:
-        print("error: --steps must be >= 1", file=sys.stderr)
-        return 2
+        fail(PROG, "--steps must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)

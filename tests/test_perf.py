@@ -340,3 +340,18 @@ def test_pass_counts_of_a_base_and_of_l2i_l_jvp():
     # per layer under torch.func.jvp on this torch), label step 96; backwards: base 128, v 32,
     # label step 96. The separate forward this replaced would add 3 x 128.
     assert (fwd, bwd) == (3 * (128 + 96 + 32 + 4 * 128 + 96), 3 * (128 + 32 + 96))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--algorithms", "nope"], "unknown algorithm 'nope'"),
+    (["--algorithms", "fixmatch+l2i_o"], "neither a BASE+meta_semi composition nor meta_semi"),
+    (["--algorithms", "fixmatch+meta_semi", "--steps", "0"], "--steps must be >= 1"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_fd_agreement_refuses_bad_input_in_one_line_before_training(argv, message, capsys):
+    from bench.fd_agreement import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("bench.fd_agreement: error: ") and message in err and "\n" not in err

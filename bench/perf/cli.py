@@ -23,6 +23,15 @@ DESCRIPTION = "per-step time and peak memory of every base and every BASE+RULE p
 RESULT_TAG = "PERF_RESULT "
 
 
+def add_workload_args(p: argparse.ArgumentParser) -> None:
+    """The measured workload's options (also ``bench.fd_agreement``'s): dataset, network, labels, batches."""
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--network", default="cnn_small")
+    p.add_argument("--n-labels", type=int, default=50)
+    p.add_argument("--batch-labeled", type=int, default=32)
+    p.add_argument("--batch-unlabeled", type=int, default=96)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, "bench.perf", DESCRIPTION)
     p.add_argument("--algorithms", help="comma-separated names, BASE+RULE allowed (default: every base with a "
@@ -32,11 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "replaces the automatic variants of that name)")
     p.add_argument("--no-auto-variants", action="store_true",
                    help="do not expand a rule's method fields (meta_method) into one row per value")
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--network", default="cnn_small")
-    p.add_argument("--n-labels", type=int, default=50)
-    p.add_argument("--batch-labeled", type=int, default=32)
-    p.add_argument("--batch-unlabeled", type=int, default=96)
+    add_workload_args(p)
     p.add_argument("--steps", type=int, default=20,
                    help="timed steps per row and repeat; a variant's are pairs (a base step, then its step)")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps before them (of both rows of a pair)")
