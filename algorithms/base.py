@@ -75,12 +75,19 @@ class TrainContext:
 @dataclass
 class LossTerms:
     """This worker's loss terms (each its share of the global mean) and diagnostics
-    (scalars: floats or 0-dim tensors)."""
+    (scalars: floats or 0-dim tensors).
 
-    labeled: torch.Tensor
+    ``deferred_labeled``: the labeled term as a function to call only after ``weight *
+    unlabeled`` has been backwarded (a meta rule's template then steps in two stages,
+    :meth:`~algorithms.stepper.Stepper.step_in_stages`, and fills ``labeled`` with its value),
+    for a labeled term whose forward need not overlap the unlabeled term's graph; ``labeled`` is
+    None until then."""
+
+    labeled: torch.Tensor | None
     unlabeled: torch.Tensor
     weight: float
     diagnostics: dict[str, float | torch.Tensor] = field(default_factory=dict)
+    deferred_labeled: Callable[[], torch.Tensor] | None = None
 
     def total(self) -> torch.Tensor:
         return self.labeled + self.weight * self.unlabeled

@@ -1,6 +1,8 @@
 """The optimizer step every algorithm calls: backward, explicit gradient all-reduce, update."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -42,6 +44,19 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
         self._finish(advance_schedule, optimizer)
+
+    def step_in_stages(self, first: torch.Tensor, later: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """One optimizer step on ``first + later()``, with ``first`` backwarded before ``later``
+        builds its graph: the two graphs are never alive together (the peak memory is the larger
+        of the two, not their sum). Gradients add up as one backward of the sum would (each
+        parameter receives the same two contributions, and a sum of two is order-free).
+        Returns ``later()``'s value (scalar, its graph freed)."""
+        self.optimizer.zero_grad(set_to_none=False)
+        first.backward()
+        second = later()
+        second.backward()
+        self._finish(True, None)
+        return second
 
     def step_with_grads(self, grads: list[torch.Tensor | None], advance_schedule: bool = True,
                         optimizer: torch.optim.Optimizer | None = None) -> None:

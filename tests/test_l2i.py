@@ -76,6 +76,61 @@ def test_closed_forms_regression_eq13_eq15():
     torch.testing.assert_close(meta, eq13, rtol=1e-10, atol=1e-12)
 
 
+# -- one virtual step forward over reverse == the double backward, on a real network ------------
+class _BNDropoutNet(torch.nn.Module):
+    """conv-BN-LReLU-dropout-pool-linear: train-mode BatchNorm couples the samples of a forward,
+    dropout makes it random, so the forward-mode pass must see the virtual step's batch and masks."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                                        torch.nn.LeakyReLU(0.1), torch.nn.Dropout(0.3),
+                                        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.classifier = torch.nn.Linear(4, C)
+
+    def forward(self, x):
+        return self.classifier(self.body(x))
+
+
+@pytest.mark.parametrize("inner_kind", ["mse_views", "soft_cross_entropy"])
+def test_one_step_forward_over_reverse_equals_the_double_backward(inner_kind):
+    from algorithms import losses
+    from algorithms.meta.functional import functional_forward, parameters_of
+
+    torch.manual_seed(0)
+    model = _BNDropoutNet().double().train()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(10, 1, 5, 5, generator=g, dtype=torch.float64)  # 4 labeled + 6 unlabeled, one forward
+    x_h = torch.randn(7, 1, 5, 5, generator=g, dtype=torch.float64)
+    y_l, y_h = torch.randint(0, C, (4,), generator=g), torch.randint(0, C, (7,), generator=g)
+    z = torch.softmax(torch.randn(6, C, generator=g, dtype=torch.float64), 1)
+    dist = losses.softmax_squared_error if inner_kind == "mse_views" else losses.soft_cross_entropy
+
+    def inner(p, zz):
+        out = functional_forward(model, p, x, "train")
+        return 0.8 * dist(out[4:], zz).mean() + F.cross_entropy(out[:4], y_l)
+
+    hold = lambda p: F.cross_entropy(functional_forward(model, p, x_h, "train"), y_h)  # noqa: E731
+    params = parameters_of(model)
+    results = {}
+    for mixed in ("reverse", "forward"):
+        torch.manual_seed(11)
+        g_z, c_h = label_meta_gradient(params, z, inner, hold, 0.6, mixed=mixed)
+        results[mixed] = (g_z, c_h, torch.rand(5))  # the draws after: training's stream goes on alike
+    (a, ca, ra), (b, cb, rb) = results["reverse"], results["forward"]
+    torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-14)
+    assert torch.equal(ca, cb) and torch.equal(ra, rb)
+    assert a.abs().max() > 1e-4  # not a vacuous zero
+    for p, t in zip(model.parameters(), params.values()):
+        assert p.grad is None and torch.equal(p.detach(), t)
+    # more inner steps: the double backward, whichever mixed derivative was asked for
+    torch.manual_seed(11)
+    two_f, _ = label_meta_gradient(params, z, inner, hold, 0.6, inner_steps=2, mixed="forward")
+    torch.manual_seed(11)
+    two_r, _ = label_meta_gradient(params, z, inner, hold, 0.6, inner_steps=2, mixed="reverse")
+    assert torch.equal(two_f, two_r)
+
+
 # -- a small composed algorithm on a 2-layer MLP (float64) --------------------------------------
 def _setup(algorithm="pseudo_label+l2i_o", hp=None, model=None, seed=0, x_shape=(D,)):
     torch.manual_seed(seed)

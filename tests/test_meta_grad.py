@@ -338,3 +338,63 @@ def test_two_workers_equal_one_worker(tmp_path):
     init = build_network("cnn_small", (1, 8, 8), 10)
     for ref in single.values():
         assert max(float(np.abs(ref.model_state[k].numpy() - init.state_dict()[k].numpy()).max()) for k in init.state_dict()) > 1e-3
+
+
+def test_mixup_forward_after_the_consistency_backward_is_the_single_backward_to_the_bit():
+    """The MixUp batch's loss is built only after the consistency term's backward (the two
+    graphs never alive together): parameters, BatchNorm statistics and the reported loss equal,
+    bit for bit, one backward of their sum, which the same step gives when the deferred term is
+    resolved before stepping (a float32 BatchNorm network, two steps)."""
+    from algorithms import Batch, Stepper
+
+    def run(staged):
+        torch.manual_seed(0)
+        model = build_network("cnn_small_bn", (1, 8, 8), C)
+        cls = get_algorithm("pseudo_label+meta_grad")
+        algo = cls(model, cls.Hparams(threshold=0.0, meta_method="fd"),
+                   TrainContext(num_classes=C, total_steps=100, generator=torch.Generator().manual_seed(5)))
+        if not staged:
+            inner = algo.rule.loss_terms
+
+            def resolved(*a):
+                terms = inner(*a)
+                terms.labeled, terms.deferred_labeled = terms.deferred_labeled(), None
+                return terms
+
+            algo.rule.loss_terms = resolved
+        g = torch.Generator().manual_seed(4)
+        stepper = Stepper(model, torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), None, Comm())
+        out = []
+        for step in range(2):
+            batch = Batch(torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, C, (6,), generator=g),
+                          torch.randn(10, 1, 8, 8, generator=g))
+            out.append(algo.train_step(batch, step + 20, stepper)["loss"])
+        return model.state_dict(), out
+
+    (sa, la), (sb, lb) = run(True), run(False)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and all(torch.equal(a, b) for a, b in zip(la, lb))
+
+
+def test_step_in_stages_frees_the_first_graph_before_the_second_is_built():
+    from algorithms import Stepper
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x1, x2 = torch.randn(5, 3), torch.randn(6, 3)
+    first = model(x1).pow(2).mean()
+    seen = []
+
+    def later():
+        with pytest.raises(RuntimeError):  # first's saved tensors are gone already
+            first.backward()
+        seen.append(True)
+        return model(x2).sum()
+
+    ref = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    ref.load_state_dict(model.state_dict())
+    expected = ref(x2).sum().detach()
+    value = Stepper(model, torch.optim.SGD(model.parameters(), lr=0.5), None, Comm()).step_in_stages(first, later)
+    Stepper(ref, torch.optim.SGD(ref.parameters(), lr=0.5), None, Comm()).step(ref(x1).pow(2).mean() + ref(x2).sum())
+    assert seen and torch.equal(value.detach(), expected)  # later's value, at the weights before the step
+    for a, b in zip(model.parameters(), ref.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)

@@ -93,8 +93,12 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
             info = StepInfo(step, stepper.lr)
             meta = self.rule.meta_step(s, batch, info)
             terms = self.rule.loss_terms(s, meta, info)
-            loss = terms.total()
-            stepper.step(loss)
+            if terms.deferred_labeled is None:
+                loss = terms.total()
+                stepper.step(loss)
+            else:  # the labeled term's forward starts once the base's graph is freed (same update)
+                terms.labeled = stepper.step_in_stages(terms.weight * terms.unlabeled, terms.deferred_labeled)
+                loss = terms.total()
             out = terms.report(loss)
         else:  # TwoUpdateRule: the base's own update (001 Alg. 1 lines 4-6), the schedule held for the second
             terms = self.base_terms(s)

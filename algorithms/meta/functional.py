@@ -57,20 +57,41 @@ def bn_mode(model: nn.Module, mode: BNMode) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def rng_rewind(device: torch.device) -> Iterator[tuple[Callable[[], object], Callable[[object], None]]]:
+    """Yields ``(rewind, resume)``: ``rewind()`` sets the global RNG (CPU, and ``device`` if
+    CUDA) back to where it stood on entry and returns where it stood before the call;
+    ``resume(that)`` puts it there again. For a pass that must redraw an earlier pass's
+    dropout masks and leave training's stream as if it had never run."""
+    cuda = device.type == "cuda"
+
+    def state() -> tuple:
+        return torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None
+
+    def put(st: tuple) -> None:
+        torch.set_rng_state(st[0])
+        if cuda:
+            torch.cuda.set_rng_state(st[1], device)
+
+    entry = state()
+
+    def rewind() -> tuple:
+        now = state()
+        put(entry)
+        return now
+
+    yield rewind, put
+
+
+@contextlib.contextmanager
 def same_randomness(device: torch.device) -> Iterator[Callable[[], None]]:
     """Yields ``again()``, which rewinds the global RNG (CPU, and ``device`` if CUDA) to where it
     stood on entry, so two forwards draw identical dropout masks; the stream then continues
     from where the last forward left it (no draws are replayed for training)."""
-    cuda = device.type == "cuda"
-    cpu_state = torch.get_rng_state()
-    cuda_state = torch.cuda.get_rng_state(device) if cuda else None
+    with rng_rewind(device) as (rewind, _):
+        def again() -> None:
+            rewind()
 
-    def again() -> None:
-        torch.set_rng_state(cpu_state)
-        if cuda:
-            torch.cuda.set_rng_state(cuda_state, device)
-
-    yield again
+        yield again
 
 
 def _forward(model: nn.Module, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:

@@ -24,28 +24,35 @@ loss works (cross-entropy for classification, squared error for regression).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 
-from .functional import virtual_sgd_step
+from .functional import rng_rewind, virtual_sgd_step
 
 Params = dict[str, torch.Tensor]
 
 
 def label_meta_gradient(params: Params, z: torch.Tensor, inner_loss: Callable[[Params, torch.Tensor], torch.Tensor],
                         holdout_loss: Callable[[Params], torch.Tensor], inner_lr: float, inner_steps: int = 1,
-                        comm=None) -> tuple[torch.Tensor, torch.Tensor]:
+                        comm=None, mixed: Literal["forward", "reverse"] = "forward") -> tuple[torch.Tensor, torch.Tensor]:
     """dC_H(theta*(z))/dz and C_H(theta*), theta* = ``inner_steps`` SGD steps of ``inner_loss``.
 
     params: theta by name (detached here); z [b, ...] the imputed labels (an independent
     variable: theta does not depend on z); inner_loss(params, z) -> scalar (this worker's
     share of the inner loss); holdout_loss(params) -> scalar (this worker's share of C_H).
-    Second order: each virtual step keeps its graph. With ``comm`` the virtual step uses the
-    global gradient, so on worker w the result is W * dC_H/dz_w for its rows z_w (the
-    derivative of the *sum* of the workers' hold-out shares).
+    Second order (exact). With ``comm`` the virtual step uses the global gradient, so on
+    worker w the result is W * dC_H/dz_w for its rows z_w (the derivative of the *sum* of the
+    workers' hold-out shares).
+
+    How the mixed second derivative is taken: ``reverse``, a double backward through the
+    virtual steps' graphs (any ``inner_steps``); ``forward`` (one step only; more fall back to
+    ``reverse``), by :func:`one_step_label_gradient`: the same quantity without any graph of
+    the virtual step, one forward-mode pass instead of the double backward.
     Returns (grad [same shape as z], C_H(theta*) detached scalar).
     """
+    if mixed == "forward" and inner_steps == 1:
+        return one_step_label_gradient(params, z, inner_loss, holdout_loss, inner_lr, comm=comm)
     z = z.detach().requires_grad_(True)
     cur = {n: t.detach().requires_grad_(True) for n, t in params.items()}
     for _ in range(inner_steps):
@@ -55,6 +62,52 @@ def label_meta_gradient(params: Params, z: torch.Tensor, inner_loss: Callable[[P
     if g is None:  # the inner loss does not reach z (e.g. lambda = 0 or every sample masked)
         g = torch.zeros_like(z)
     return g.detach(), c_h.detach()
+
+
+def _global(t: torch.Tensor, comm) -> torch.Tensor:
+    return comm.all_reduce_mean(t) if comm is not None and comm.world_size > 1 else t
+
+
+def one_step_label_gradient(params: Params, z: torch.Tensor, inner_loss: Callable[[Params, torch.Tensor], torch.Tensor],
+                            holdout_loss: Callable[[Params], torch.Tensor], inner_lr: float,
+                            comm=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`label_meta_gradient` for one virtual step, forward over reverse.
+
+    With theta* = theta - eta grad_theta C(theta, z) (global gradient) and v = grad C_H(theta*)
+    (averaged over workers), the chain rule gives exactly
+
+        dC_H(theta*(z))/dz = -eta d/dz <v, grad_theta C(theta, z)> = -eta D_v[grad_z C(., z)](theta),
+
+    the directional derivative along v of the map theta -> grad_z C(theta, z): one forward-mode
+    pass (``torch.func.jvp``) of a z-gradient that reaches back only through the loss. Passes:
+    the inner forward and backward (no graph kept: theta* is a value), the hold-out forward and
+    backward at theta*, the forward-mode pass over the inner input; no second-order graph, so
+    the peak memory is a training step's. The forward-mode pass sees the dropout masks of the
+    virtual step's forward (the RNG is rewound for it and then set where the hold-out forward
+    left it, so the stream continues as after :func:`label_meta_gradient`'s ``reverse``).
+    Same arguments and result (W * dC_H/dz_w on worker w) as :func:`label_meta_gradient`.
+    """
+    z = z.detach()
+    theta = {n: t.detach() for n, t in params.items()}
+    device = z.device
+    with rng_rewind(device) as (rewind, resume):
+        at = {n: t.detach().requires_grad_(True) for n, t in theta.items()}
+        grads = torch.autograd.grad(inner_loss(at, z), list(at.values()), allow_unused=True)
+        star = {n: (t if g is None else (t - inner_lr * _global(g, comm)).requires_grad_(True))
+                for (n, t), g in zip(theta.items(), grads)}
+        c_h = holdout_loss(star)
+        wanted = [n for n, t in star.items() if t.requires_grad]
+        hold = torch.autograd.grad(c_h, [star[n] for n in wanted], allow_unused=True) if wanted else ()
+        found = dict(zip(wanted, hold))
+        v = {n: torch.zeros_like(t) if found.get(n) is None else _global(found[n], comm) for n, t in theta.items()}
+        resume_at = rewind()  # the forward-mode pass draws the virtual step's dropout masks again
+
+        def grad_z(p: Params) -> torch.Tensor:
+            return torch.func.grad(lambda zz: inner_loss(p, zz))(z)
+
+        _, tangent = torch.func.jvp(grad_z, (theta,), (v,))
+        resume(resume_at)
+    return (-inner_lr * tangent).detach(), c_h.detach()
 
 
 def unrolled_meta_gradient(params: Params, z_fn: Callable[[Params], torch.Tensor],

@@ -138,6 +138,12 @@ class MetaRule(Generic[H]):
     #: ``mixed`` (max of the two). ``bench.perf`` times them alone: the row's pass-count floor.
     floor_passes: ClassVar[dict[str, tuple[tuple[str, str], ...]]] = {}
 
+    @classmethod
+    def floor_for(cls, hp) -> tuple[tuple[str, str], ...] | None:
+        """The floor passes at hyperparameters ``hp`` (``floor_passes`` of its ``meta_method``;
+        None where none is declared, or where other settings change the passes)."""
+        return cls.floor_passes.get(getattr(hp, "meta_method", None))
+
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
         adopt_generic_hparams(cls, MetaRule)

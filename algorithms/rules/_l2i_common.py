@@ -236,7 +236,9 @@ class L2IStep:
         def hold(p: Params) -> torch.Tensor:
             return self.holdout_criterion(classifier_forward(model, p, feats_h), y_h)
 
-        return label_meta_gradient(cparams, z, inner, hold, inner_lr, self.hp.l2i_inner_steps, comm=self.comm)
+        # the double backward: through the last layer alone it costs next to nothing (and keeps approx's numbers)
+        return label_meta_gradient(cparams, z, inner, hold, inner_lr, self.hp.l2i_inner_steps, comm=self.comm,
+                                   mixed="reverse")
 
     @torch.no_grad()
     def holdout_value(self, x_h: torch.Tensor, y_h: torch.Tensor) -> torch.Tensor:

@@ -35,8 +35,13 @@ the forward: l_j are the unlabeled rows of the same forward as the exact inner l
 (cat([x_l, x_u]) when C_T is in it), so that with train-mode BatchNorm the first-order
 result is the eta -> 0 limit of the exact one (the gap is O(eta), tests/test_l2i_paths.py).
 
-Passes beyond the base's step: ``exact``: z's forward, the inner forward and a backward with
-graph, the hold-out forward, a double backward to z; ``jvp``: z's forward (the labels'
+Passes beyond the base's step: ``exact`` with one inner step: z's forward, the inner forward
+and backward (no graph kept: theta* is a value), the hold-out forward and backward at theta*
+(v* = grad C_H(theta*)), one forward-mode pass over the inner input (forward over reverse,
+:func:`~algorithms.meta.label_gradient.one_step_label_gradient`: exactly the second-order
+derivative, without a double backward), and the label step below; with more inner steps, the
+inner forward and a backward with graph per step, the hold-out forward, a double backward to
+z (no floor declared); ``jvp``: z's forward (the labels'
 initialisation), v = grad C_H (one forward and backward over the hold-out batch), one
 forward-mode pass over the inner input (whose primal gives the logits l_j), a [b_u, C] double
 backward through the distance only; ``fd``: the same with two perturbed forwards and one at
@@ -113,7 +118,16 @@ class L2IL(L2IRuleBase[L2ILHparams]):
         "jvp": (("forward", "unlabeled"), ("forward_backward", "holdout"), ("jvp", "inner"),
                 ("forward_backward", "unlabeled")),
         "fd": (("forward", "unlabeled"), ("forward_backward", "holdout"), ("forward", "inner"), ("forward", "inner"),
-               ("forward", "inner"), ("forward_backward", "unlabeled"))}
+               ("forward", "inner"), ("forward_backward", "unlabeled")),
+        # exact = jvp's passes with v taken at theta* instead of theta_hat: one more inner forward and backward
+        "exact": (("forward", "unlabeled"), ("forward_backward", "inner"), ("forward_backward", "holdout"),
+                  ("jvp", "inner"), ("forward_backward", "unlabeled"))}
+
+    @classmethod
+    def floor_for(cls, hp: L2ILHparams):
+        if hp.meta_method == "exact" and hp.l2i_inner_steps != 1:  # the double backward: no floor declared
+            return None
+        return super().floor_for(hp)
 
     def initial_labels(self, s: StepInputs, views: MetaViews) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""

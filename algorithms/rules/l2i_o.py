@@ -20,16 +20,24 @@ One iteration (001 Alg. 1; the template runs steps 1 and 4 and the base's ``afte
 4. a second optimizer step with that gradient (line 11; official: a second Adam step).
 
 Passes of the meta step (besides C_H before and after, one hold-out forward each every
-``diag_every`` steps): path ``z``: z's forward, the inner forward and a backward with graph
-per inner step, the hold-out forward, a double backward to z, then z's forward and backward
-again (pull-back; z's first forward is a no-grad one, so that its graph does not add to the
-double backward's at the memory peak); ``z_hessian`` / ``total``: z's forward with graph, the
-inner forward and backward with graph, the hold-out forward, one double backward to the
-weights; ``approx``: z's forward with graph (kept for the pull-back), two no-grad feature
-forwards (inner input, hold-out batch), the classifier's virtual step (last layer only:
-negligible), and the pull-back's backward. approx's floor (``floor_passes``): the two feature
-forwards and z's forward and backward; then the second update is an optimizer step on those
-gradients (no further pass).
+``diag_every`` steps): path ``z`` with one inner step: z's forward (no graph), the inner
+forward and backward (no graph kept: theta* is a value), the hold-out forward and backward at
+theta*, one forward-mode pass over the inner input (the mixed second derivative, forward over
+reverse: :func:`~algorithms.meta.label_gradient.one_step_label_gradient`), then z's forward
+and backward again (the pull-back). These are its floor (``floor_passes``): the definition
+needs theta* (the inner gradient), grad C_H(theta*), the derivative of the inner z-gradient
+along it (one forward-mode pass; a double backward costs more) and (dz/dtheta)^T; z's value
+is needed before the virtual step and its pull-back after the hold-out gradient, and keeping
+its graph across the meta passes would hold the unlabeled batch's activations through all of
+them (next to the inner forward's: against the peak memory target), so its forward is counted
+twice. With more inner steps: the inner forward and a
+backward with graph per step, the hold-out forward, a double backward to z; ``z_hessian`` /
+``total``: z's forward with graph, the inner forward and backward with graph, the hold-out
+forward, one double backward to the weights (no floor declared). ``approx``: z's forward with
+graph (kept for the pull-back), two no-grad feature forwards (inner input, hold-out batch),
+the classifier's virtual step (last layer only: negligible), and the pull-back's backward.
+approx's floor: the two feature forwards and z's forward and backward; then the second update
+is an optimizer step on those gradients (no further pass).
 
 Diagnostics: holdout_loss_before / holdout_loss_after (C_H at theta_hat and after the meta
 step, 000 Fig. 2), holdout_loss_virtual (C_H(theta*), free), meta_grad_norm (norm of the
@@ -86,7 +94,16 @@ class L2IO(L2IRuleBase[L2IOHparams]):
     name = "l2i_o"
     description = "L2I-O: hold-out meta-gradient through the model's imputed labels (second optimizer step)"
     paper_hps = 1  # 001 Sec. 5.1 tunes "inner, outer-loop learning rates": the outer one is every method's lr
-    floor_passes = {"approx": (("forward", "inner"), ("forward", "holdout"), ("forward_backward", "unlabeled"))}
+    floor_passes = {"approx": (("forward", "inner"), ("forward", "holdout"), ("forward_backward", "unlabeled")),
+                    "exact": (("forward", "unlabeled"), ("forward_backward", "inner"), ("forward_backward", "holdout"),
+                              ("jvp", "inner"), ("forward_backward", "unlabeled"))}
+
+    @classmethod
+    def floor_for(cls, hp: L2IOHparams):
+        # the declared exact floor is path z's with one inner step (forward over reverse)
+        if hp.meta_method == "exact" and (hp.l2i_meta_path != "z" or hp.l2i_inner_steps != 1):
+            return None
+        return super().floor_for(hp)
 
     def meta_gradients(self, s: StepInputs, views: MetaViews, x_h: torch.Tensor, y_h: torch.Tensor,
                        inner_lr: float) -> tuple[dict[str, torch.Tensor], torch.Tensor]:

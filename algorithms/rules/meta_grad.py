@@ -25,9 +25,14 @@ Per step (Alg. 1-2, Eq. 5-13), on the base's StepInputs ``s``:
    mask of ones this is Eq. 12), ``none`` mixes every unlabeled sample as before.
 
 Passes: ``fd``: v = grad L_l (one forward and backward), two perturbed forwards; ``jvp``: one
-forward-mode pass instead; ``exact``: one forward and a backward with graph, the labeled
-forward at the virtual step, a double backward to y; then the training forwards (the base's,
-and the mixed batch's) and one backward. The first-order floor (``floor_passes``) is v's
+forward-mode pass instead; ``exact``: the unlabeled forward and backward (the virtual step,
+no graph kept), the labeled forward and backward at the virtual step (v* = grad L_l(theta*)),
+one forward-mode pass over the unlabeled batch (forward over reverse: exactly Alg. 1's
+second-order gradient, without a double backward; ``label_gradient.one_step_label_gradient``),
+i.e. jvp's passes with v taken at theta* plus the virtual step's forward and backward, which
+is its floor; then the training forwards (the base's,
+and the mixed batch's, which is built after the consistency term's backward freed the base's
+graph: ``LossTerms.deferred_labeled``) and their backward. The first-order floor (``floor_passes``) is v's
 forward and backward over the labeled batch, the two perturbed unlabeled forwards (``fd``) or
 the forward-mode pass (``jvp``), and the mixed batch's forward and backward (Eq. 12: a batch
 the base never sees, so no base pass can stand in for it).
@@ -48,7 +53,7 @@ from .. import losses
 from ..base import Batch, LossTerms, StepInputs
 from ..hparams import method_field, require
 from ..host import host_values
-from ..meta import directional_derivatives, functional_forward, global_loss_gradient, parameters_of, virtual_sgd_step
+from ..meta import directional_derivatives, functional_forward, global_loss_gradient, label_meta_gradient, parameters_of
 from ..meta.functional import squared_norm
 from ..meta.rule import LossRule, StepInfo, register_rule
 from ..meta.weights import clip_to_simplex
@@ -147,7 +152,9 @@ class MetaGrad(LossRule[MetaGradHparams]):
     floor_passes = {
         "fd": (("forward_backward", "labeled"), ("forward", "unlabeled"), ("forward", "unlabeled"),
                ("forward_backward", "mixed")),
-        "jvp": (("forward_backward", "labeled"), ("jvp", "unlabeled"), ("forward_backward", "mixed"))}
+        "jvp": (("forward_backward", "labeled"), ("jvp", "unlabeled"), ("forward_backward", "mixed")),
+        "exact": (("forward_backward", "unlabeled"), ("forward_backward", "labeled"), ("jvp", "unlabeled"),
+                  ("forward_backward", "mixed"))}
 
     # -- pieces ------------------------------------------------------------------
     def unlabeled_distance(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -175,17 +182,17 @@ class MetaGrad(LossRule[MetaGradHparams]):
         dist = self.unlabeled_distance()
         mask = mask.detach()
         if method == "exact":
-            params = {n: p.detach().requires_grad_(True) for n, p in parameters_of(model).items()}
-            y = y_u.detach().clone().requires_grad_(True)
-            loss_u = (dist(functional_forward(model, params, x_u, hp.meta_bn), y) * mask).mean()
-            stepped = virtual_sgd_step(params, loss_u, alpha, comm, create_graph=True)
-            loss_l = losses.soft_cross_entropy(functional_forward(model, stepped, x_l, hp.meta_bn), y_l).mean()
-            (gy,) = torch.autograd.grad(loss_l, y, allow_unused=True)
-            if gy is None:
-                return torch.zeros_like(y_u)
-            # The all-reduce's backward sums the incoming gradients, so gy = d(sum_w L_l^w)/dy =
-            # W dG/dy with G the global mean; times b_u = B_u / W undoes the 1/B_u of loss_u's mean.
-            return gy.detach() * x_u.shape[0]
+            def loss_u(p: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+                return (dist(functional_forward(model, p, x_u, hp.meta_bn), y) * mask).mean()
+
+            def loss_l(p: dict[str, torch.Tensor]) -> torch.Tensor:
+                return losses.soft_cross_entropy(functional_forward(model, p, x_l, hp.meta_bn), y_l).mean()
+
+            # one virtual step: forward over reverse (label_gradient.one_step_label_gradient), no
+            # second-order graph. On worker w it returns W dG/dy (G the global mean labeled loss);
+            # times b_u = B_u / W undoes the 1/B_u of loss_u's mean
+            gy, _ = label_meta_gradient(parameters_of(model), y_u, loss_u, loss_l, alpha, comm=comm)
+            return gy * x_u.shape[0]
         v = global_loss_gradient(model, losses.soft_cross_entropy, x_l, y_l, hp.meta_bn, comm)
         flat = squared_norm(v.values()) == 0  # no labeled gradient: no correction (decided on the device)
 
@@ -232,12 +239,16 @@ class MetaGrad(LossRule[MetaGradHparams]):
     def loss_terms(self, s: StepInputs, meta: MetaGradStep, info: StepInfo) -> LossTerms:
         per_u = self.unlabeled_distance()(s.logits_u, meta.y_hat) * s.mask
         loss_u = per_u.mean()
+        stats = self.label_statistics(s, meta)
         if self.hp.use_mixup:
-            x_in, y_in, _ = self.mixed_batch(s, meta.y_l, meta.y_hat)
-            loss_l = kl_divergence(self.algo.model(x_in), y_in).mean()
-        else:
-            loss_l = kl_divergence(s.logits_l, meta.y_l).mean()
-        return LossTerms(loss_l, loss_u, s.weight, self.label_statistics(s, meta))
+            def mixed_loss() -> torch.Tensor:
+                x_in, y_in, _ = self.mixed_batch(s, meta.y_l, meta.y_hat)
+                return kl_divergence(self.algo.model(x_in), y_in).mean()
+
+            # the MixUp batch's forward runs after the consistency term's backward freed the base's
+            # graph: the two are never held together (the same update; peak memory ~ the base's)
+            return LossTerms(None, loss_u, s.weight, stats, deferred_labeled=mixed_loss)
+        return LossTerms(kl_divergence(s.logits_l, meta.y_l).mean(), loss_u, s.weight, stats)
 
     def label_statistics(self, s: StepInputs, meta: MetaGradStep) -> dict:
         """Global means over the unlabeled batch (equal shards): label_correction (L1 change of
