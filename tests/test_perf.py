@@ -124,6 +124,22 @@ def test_floor_ratio_and_the_floor_target():
     assert np.isnan({r["name"]: r for r in summarize(rows, results)}["b+r[m=fd]"]["floor_ratio"])
 
 
+def test_a_second_order_row_is_held_to_its_floor_too():
+    """An exact row over 3x meets its time target within 1.15x of a declared floor, not beyond,
+    and without a floor it is held to 3x."""
+    rows = [RowSpec("b", "b", reference="b"), RowSpec("b+r[m=exact]", "b+r", {"m": "exact"}, "r", "second", "b")]
+    mb = 2**20
+    results = {"b": {"ms": [10.0] * 3, "state_bytes": mb, "step_bytes": mb},
+               "b+r[m=exact]": {"ms": [40.0] * 3, "base_ms": [10.0] * 3, "repeat": [0] * 3, "state_bytes": mb,
+                                "step_bytes": mb, "floor_ms": [26.0] * 3}}
+    met = lambda: {r["name"]: r for r in summarize(rows, results)}["b+r[m=exact]"]["met"]  # noqa: E731
+    assert met() == "yes"  # 4.0x > 3x, 4.0 / 3.6 = 1.11x its floor
+    results["b+r[m=exact]"]["floor_ms"] = [20.0] * 3
+    assert met() == "NO (time)"  # 4.0 / 3.0 = 1.33x
+    del results["b+r[m=exact]"]["floor_ms"]
+    assert met() == "NO (time)"
+
+
 def test_every_first_order_method_declares_its_floor_passes():
     from algorithms import list_rules
     from algorithms.hparams import method_fields
@@ -140,6 +156,16 @@ def test_every_first_order_method_declares_its_floor_passes():
                     passes = rule.floor_passes.get(value)
                     assert passes, (name, value)
                     assert all(k in kinds and b in batches for k, b in passes), (name, value, passes)
+    # the exact rules whose one-step meta-gradient is taken forward over reverse declare their floor at
+    # their defaults, and none where the double backward runs (more inner steps, other meta paths)
+    for name in ("l2i_o", "l2i_l", "meta_grad"):
+        rule = get_rule(name)
+        passes = rule.floor_for(rule.Hparams(meta_method="exact"))
+        assert passes and all(k in kinds and b in batches for k, b in passes), name
+        assert ("jvp", "inner" if name != "meta_grad" else "unlabeled") in passes, name
+    for name, kw in (("l2i_o", {"l2i_meta_path": "total"}), ("l2i_o", {"l2i_inner_steps": 2}),
+                     ("l2i_l", {"l2i_inner_steps": 2})):
+        assert get_rule(name).floor_for(get_rule(name).Hparams(meta_method="exact", **kw)) is None, (name, kw)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3))
     for kind in kinds:
         _pass(kind, model, torch.randn(5, 4))()  # each kind runs
@@ -304,6 +330,7 @@ BAD = [
     (["--variants", "pseudo_label"], "is not NAME:FIELD=VALUE"),
     (["--steps", "abc"], "invalid int value"),
     (["--repeat", "0"], "--repeat must be positive"),
+    (["--hp", "meta_method=exact"], "unrecognized arguments: --hp"),  # not an abbreviation of the internal --hparams
 ]
 
 
@@ -355,3 +382,22 @@ def test_fd_agreement_refuses_bad_input_in_one_line_before_training(argv, messag
         main(argv)
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and err.startswith("bench.fd_agreement: error: ") and message in err and "\n" not in err
+
+
+def test_variant_values_are_typed_as_the_run_cli_types_them():
+    from bench.perf.rows import parse_variant
+
+    assert parse_variant("pseudo_label+l2i_o:diag_every=5,l2i_inner_lr_scale=0.5,l2i_inner_labeled=false,meta_method=exact") == (
+        "pseudo_label+l2i_o", {"diag_every": 5, "l2i_inner_lr_scale": 0.5, "l2i_inner_labeled": False, "meta_method": "exact"})
+
+
+@pytest.mark.parametrize("row,message", [("pseudo_label+l2i_o:meta_method=nope", "must be one of exact, approx"),
+                                         ("pseudo_label+nope", "unknown meta rule 'nope'"),
+                                         ("pseudo_label:x", "is not FIELD=VALUE")])
+def test_pass_counts_refuse_a_bad_row_in_one_line_before_profiling(row, message, capsys):
+    from bench.perf.passes import main as passes_main
+
+    with pytest.raises(SystemExit) as exc:
+        passes_main([row])
+    err = capsys.readouterr()
+    assert exc.value.code == 2 and err.err.count("\n") == 1 and message in err.err and err.out == ""

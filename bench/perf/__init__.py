@@ -8,8 +8,8 @@ device tensors, ``TrainContext`` with the dataset's augmentations, ``make_optimi
 base (a ``BASE+RULE`` row with ``BASE``; a standalone meta method with its class's
 ``cost_reference``) against the targets: first-order rules at most 1.6x their base's time
 and 1.3x its peak memory, exact second-order variants at most 3x and 1.6x (issue 14; a
-first-order method whose own definition needs more passes is held to its pass-count floor,
-docs/benchmarks.md). The rows and their orders
+method whose own definition needs more passes than its limit allows is held to its pass-count
+floor, within 1.15x, docs/benchmarks.md). The rows and their orders
 come from the classes (``bench.perf.rows``).
 
 Time: ``algo.train_step(batch, step, stepper)`` alone, timed with ``time.perf_counter``

@@ -25,15 +25,16 @@ RESULT_TAG = "PERF_RESULT "
 
 def add_workload_args(p: argparse.ArgumentParser) -> None:
     """The measured workload's options (also ``bench.fd_agreement``'s): dataset, network, labels, batches."""
-    p.add_argument("--dataset", default="digits")
-    p.add_argument("--network", default="cnn_small")
-    p.add_argument("--n-labels", type=int, default=50)
-    p.add_argument("--batch-labeled", type=int, default=32)
-    p.add_argument("--batch-unlabeled", type=int, default=96)
+    p.add_argument("--dataset", default="digits", help="the dataset every row trains on (a registered name)")
+    p.add_argument("--network", default="cnn_small", help="the network every row trains (a registered name)")
+    p.add_argument("--n-labels", type=int, default=50, help="labeled training samples of the split")
+    p.add_argument("--batch-labeled", type=int, default=32, help="global labeled batch per step")
+    p.add_argument("--batch-unlabeled", type=int, default=96, help="global unlabeled batch per step")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(PROG, "bench.perf", DESCRIPTION)
+    p.allow_abbrev = False  # its internal options (--one, --hparams, ...) must not swallow a mistyped one
     p.add_argument("--algorithms", help="comma-separated names, BASE+RULE allowed (default: every base with a "
                    "composition, every composition, and the standalone meta methods); bases of the rows are added")
     p.add_argument("--variants", nargs="+", default=[], metavar="NAME:FIELD=VALUE",

@@ -34,10 +34,9 @@ def _pass(kind: str, model, x: torch.Tensor):
 
 
 def passes_of(algo) -> tuple[tuple[str, str], ...] | None:
-    """The floor passes of a composed algorithm's rule at its ``meta_method`` (None: none declared)."""
+    """The floor passes of a composed algorithm's rule at its hyperparameters (None: none declared)."""
     rule = getattr(algo, "rule", None)
-    method = getattr(getattr(rule, "hp", None), "meta_method", None)
-    return type(rule).floor_passes.get(method) if rule is not None else None
+    return type(rule).floor_for(rule.hp) if rule is not None else None
 
 
 def floor_timer(run, opts, sync=lambda: None) -> Callable[[], float] | None:

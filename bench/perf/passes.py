@@ -11,13 +11,16 @@ change removed where a time ratio would drown in noise.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import torch
 
+from algorithms import get_algorithm
+from algorithms.hparams import ConfigError
+
+from ..cli_errors import UsageError, fail, make_parser
 from .measure import Options, RowRun
-from .rows import RowSpec
+from .rows import expand_rows, parse_variant
 
 
 def conv_samples(row: RowRun, steps: int) -> tuple[float, float]:
@@ -34,23 +37,24 @@ def conv_samples(row: RowRun, steps: int) -> tuple[float, float]:
     return count["aten::convolution"] / steps, count["aten::convolution_backward"] / steps
 
 
+PROG = "bench.perf.passes"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.perf.passes", description=__doc__.split("\n\n")[0])
-    p.add_argument("rows", nargs="+", metavar="ROW")
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--network", default="cnn_small")
+    p = make_parser(PROG, "bench.perf.passes", __doc__.split("\n\n")[0])
+    p.add_argument("rows", nargs="+", metavar="ROW", help="NAME or NAME:FIELD=VALUE,... (a bench.perf row)")
+    p.add_argument("--steps", type=int, default=10, help="profiled steps per row (after one untimed step)")
+    p.add_argument("--network", default="cnn_small", help="the network every row trains")
     args = p.parse_args(argv)
     if args.steps < 1:
-        print("error: --steps must be >= 1", file=sys.stderr)
-        return 2
-    specs = []
-    for arg in args.rows:
-        name, _, hp = arg.partition(":")
-        try:
-            specs.append(RowSpec(arg, name, dict(kv.split("=", 1) for kv in hp.split(",")) if hp else {}))
-        except ValueError:
-            print(f"error: bad ROW {arg!r} (NAME or NAME:FIELD=VALUE,...)", file=sys.stderr)
-            return 2
+        fail(PROG, "--steps must be >= 1")
+    try:  # every row as bench.perf --variants builds it (unknown fields, bad values: one line), before profiling
+        specs = []
+        for arg in args.rows:
+            name, values = parse_variant(arg) if ":" in arg else (arg, None)
+            specs.append(expand_rows(name, get_algorithm(name), [values] if values else None, auto=False)[0])
+    except (ConfigError, UsageError) as e:
+        fail(PROG, str(e))
     torch.set_num_threads(1)
     print(f"{'row':50} {'forward/step':>12} {'backward/step':>13}")
     for spec in specs:

@@ -15,6 +15,7 @@ from algorithms import ConfigError, get_algorithm, list_algorithms, list_composi
 from algorithms.hparams import from_dict, method_fields, order_of
 
 from ..cli_errors import UsageError, split_list
+from ..planner import parse_value
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,8 @@ def expand_rows(algorithm: str, cls: type, explicit: list[dict[str, Any]] | None
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """``NAME:FIELD=VALUE[,FIELD=VALUE]`` -> (NAME, {FIELD: VALUE}); values stay strings
-    (the Hparams types them: bools as true/false) except true/false."""
+    """``NAME:FIELD=VALUE[,FIELD=VALUE]`` -> (NAME, {FIELD: VALUE}); values typed as ``bench.run
+    --hp`` types them (``bench.planner.parse_value``: ints, floats, true/false, else strings)."""
     name, sep, rest = text.partition(":")
     if not sep or not name or not rest:
         raise UsageError(f"--variants entry {text!r} is not NAME:FIELD=VALUE[,FIELD=VALUE]")
@@ -100,8 +101,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
         k, eq, v = pair.partition("=")
         if not eq or not k.strip():
             raise UsageError(f"--variants entry {text!r}: {pair!r} is not FIELD=VALUE")
-        v = v.strip()
-        values[k.strip()] = {"true": True, "false": False}.get(v.lower(), v)
+        values[k.strip()] = parse_value(v.strip())
     return name, values
 
 
