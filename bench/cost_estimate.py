@@ -11,9 +11,9 @@ No GPU was available where this table was made, so it is a FLOP-count scaling:
 - b_l + b_u + b_h: the labeled, unlabeled and hold-out images of one step. Extra views (MixMatch's
   K = 2, FixMatch's weak + strong view, teachers' forward passes) are not modelled: for those
   methods the estimate is low by up to about 2x.
-- m: the meta rules' cost relative to their base, set to the project's ``bench.perf`` targets
-  (first-order rules at most 1.6x, exact second-order variants at most 4x): upper bounds of
-  what the implementation aims for, not measurements.
+- m: the meta rules' cost relative to their base, assumed: 1.6x first order, 4x exact second
+  order (``bench.perf`` measures 1.3-3.2x and 2.1-4.5x on digits, the dearer on the cheap bases
+  whose passes the rule adds to; docs/benchmarks.md), not measurements of these networks.
 - R = :data:`EFFECTIVE_TFLOPS`, an assumed sustained training throughput of one current
   data-centre GPU on these small networks (a fraction of the fp32 / TF32 peak: small convolutions
   are launch- and bandwidth-bound).
@@ -38,7 +38,7 @@ FORWARD_GFLOPS: dict[tuple[str, int], float] = {
 _SAME_AS = {"cnn13_dropout": "cnn13", "cnn13_dropout2d": "cnn13", "cnn13_noise_dropout": "cnn13"}
 FIRST_ORDER, SECOND_ORDER = 1.6, 4.0
 SOURCE = (f"estimate: FLOP-count scaling (forward FLOPs counted on CPU x 3 x images per step, meta rules x{FIRST_ORDER:g} "
-          f"first order / x{SECOND_ORDER:g} exact second order as the bench.perf targets) at an assumed "
+          f"first order / x{SECOND_ORDER:g} exact second order, assumed) at an assumed "
           f"{EFFECTIVE_TFLOPS:g} TFLOP/s per GPU; no GPU measurement")
 
 
