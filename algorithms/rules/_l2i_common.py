@@ -278,6 +278,13 @@ class L2IRuleBase(TwoUpdateRule[HP]):
         self._last_holdout: dict[str, torch.Tensor | float] = {"holdout_loss_before": nan, "holdout_loss_after": nan}
 
     @classmethod
+    def floor_for(cls, hp: L2ICommonHparams):
+        # the declared exact floor is the one-step forward-over-reverse path; more steps double-backward
+        if getattr(hp, "meta_method", None) == "exact" and hp.l2i_inner_steps != 1:
+            return None
+        return super().floor_for(hp)
+
+    @classmethod
     def holdout_spec(cls, hp: L2ICommonHparams) -> HoldoutSpec:
         return HoldoutSpec(hp.holdout_batch, hp.holdout, hp.holdout_fraction)
 

@@ -123,12 +123,6 @@ class L2IL(L2IRuleBase[L2ILHparams]):
         "exact": (("forward", "unlabeled"), ("forward_backward", "inner"), ("forward_backward", "holdout"),
                   ("jvp", "inner"), ("forward_backward", "unlabeled"))}
 
-    @classmethod
-    def floor_for(cls, hp: L2ILHparams):
-        if hp.meta_method == "exact" and hp.l2i_inner_steps != 1:  # the double backward: no floor declared
-            return None
-        return super().floor_for(hp)
-
     def initial_labels(self, s: StepInputs, views: MetaViews) -> torch.Tensor:
         """z before correction [b_u, C] (detached)."""
         if self.hp.l2i_label_init == "psi":

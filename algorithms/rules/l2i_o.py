@@ -100,8 +100,7 @@ class L2IO(L2IRuleBase[L2IOHparams]):
 
     @classmethod
     def floor_for(cls, hp: L2IOHparams):
-        # the declared exact floor is path z's with one inner step (forward over reverse)
-        if hp.meta_method == "exact" and (hp.l2i_meta_path != "z" or hp.l2i_inner_steps != 1):
+        if hp.meta_method == "exact" and hp.l2i_meta_path != "z":  # z_hessian / total: the double backward
             return None
         return super().floor_for(hp)
 
