@@ -285,6 +285,12 @@ class BaseMethod(Algorithm[H]):
     regression_student_view: ClassVar[str] = "augmented"
     composable = True
     diagnostics = ("mask_fraction",)
+    #: whether :meth:`impute` reads the student's logits (Pseudo-Label's own predictions) or needs
+    #: the student's forward to have run first (a second forward of the student, which updates its
+    #: BatchNorm statistics after the first one: the Pi-model). False (Mean Teacher: an EMA
+    #: teacher on its own view) lets a meta rule take its meta step before the student's forward
+    #: (:meth:`prepare_before_student`), so the two never hold activations together.
+    impute_reads_student: ClassVar[bool] = True
 
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-sample d(f(T(x_u)), z): logits [b, C], targets [b, C] -> [b] (cross-entropy; for
@@ -295,7 +301,8 @@ class BaseMethod(Algorithm[H]):
         """psi: imputed targets [b, C] (detached) and a per-sample mask [b].
 
         ``x_u_teacher`` is a second augmented view of this worker's unlabeled shard (None if
-        :meth:`teacher_view_needed` is False); ``logits_u`` the student's logits on its own view.
+        :meth:`teacher_view_needed` is False); ``logits_u`` the student's logits on its own view
+        (None, the student not run yet, when :attr:`impute_reads_student` is False).
         Regression targets are returned as targets of ``x_u_teacher`` (output units); ``prepare``
         carries them over to the student's view.
         """
@@ -323,16 +330,51 @@ class BaseMethod(Algorithm[H]):
 
     def prepare(self, batch: Batch, step: int) -> StepInputs:
         """Augment, shard, run the student once on labeled + unlabeled, and impute."""
+        x_l, y_l, x_u, moved_u, x_u_teacher, moved_t = self._step_views(batch)
+        logits_l, logits_u = self.student_logits(x_l, x_u)
+        targets, mask = self.impute(x_u_teacher, logits_u)
+        return self._step_inputs(step, x_l, y_l, x_u, x_u_teacher, moved_t, moved_u, targets, mask, logits_l, logits_u)
+
+    @classmethod
+    def imputes_before_student(cls) -> bool:
+        """Whether :meth:`prepare_before_student` can impute before the student's forward."""
+        return not cls.impute_reads_student and cls.prepare is BaseMethod.prepare
+
+    def prepare_before_student(self, batch: Batch, step: int) -> StepInputs | None:
+        """:meth:`prepare` without the student's forward (``logits_l`` and ``logits_u`` None; add them
+        with :meth:`with_student_logits`), or None when this base cannot impute before it
+        (:attr:`impute_reads_student`, or a ``prepare`` of its own). The views draw the augmentation
+        generator in :meth:`prepare`'s order and the student's forward reads nothing the imputation
+        changes, so the inputs, targets and logits are :meth:`prepare`'s."""
+        if not self.imputes_before_student():
+            return None
+        x_l, y_l, x_u, moved_u, x_u_teacher, moved_t = self._step_views(batch)
+        targets, mask = self.impute(x_u_teacher, None)
+        return self._step_inputs(step, x_l, y_l, x_u, x_u_teacher, moved_t, moved_u, targets, mask, None, None)
+
+    def with_student_logits(self, s: StepInputs) -> StepInputs:
+        """``s`` with the student's logits on its labeled and unlabeled views (with graph)."""
+        logits_l, logits_u = self.student_logits(s.x_l, s.x_u_student)
+        return dataclasses.replace(s, logits_l=logits_l, logits_u=logits_u)
+
+    def student_logits(self, x_l: torch.Tensor, x_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The student's logits on x_l [b_l, ...] and x_u [b_u, ...], with graph: [b_l, C], [b_u, C]."""
+        # One forward over labeled and unlabeled together, so BatchNorm sees both (as MixMatch's interleaving intends).
+        logits = self.model(torch.cat([x_l, x_u]))
+        return logits[: x_l.shape[0]], logits[x_l.shape[0]:]
+
+    def _step_views(self, batch: Batch) -> tuple:
+        """(x_l, y_l, x_u, moved_u, x_u_teacher, moved_t): this worker's views, drawn in a fixed order."""
         task = self.ctx.task
         x_l, y_l = self.labeled_views(batch.x_l, batch.y_l)
         original = task.moves_targets and self.regression_student_view == "original"
         x_u, moved_u = self.unlabeled_view(batch.x_u, original)
         x_u_teacher, moved_t = self.unlabeled_view(batch.x_u) if self.teacher_view_needed() else (None, None)
-        # One forward over labeled and unlabeled together, so BatchNorm sees both (as MixMatch's interleaving intends).
-        logits = self.model(torch.cat([x_l, x_u]))
-        logits_l, logits_u = logits[: x_l.shape[0]], logits[x_l.shape[0]:]
-        targets, mask = self.impute(x_u_teacher, logits_u)
-        offset = task.view_offset(moved_t, moved_u)
+        return x_l, y_l, x_u, moved_u, x_u_teacher, moved_t
+
+    def _step_inputs(self, step: int, x_l, y_l, x_u, x_u_teacher, moved_t, moved_u, targets, mask,
+                     logits_l, logits_u) -> StepInputs:
+        offset = self.ctx.task.view_offset(moved_t, moved_u)
         if offset is not None:
             targets = targets + offset
         return StepInputs(x_l, y_l, x_u, targets.detach(), mask.detach(), self.unlabeled_weight(step), logits_l, logits_u,

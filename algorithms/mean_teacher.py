@@ -125,8 +125,10 @@ class MeanTeacher(EMATeacherMixin, BaseMethod[MeanTeacherHparams]):
     def distance(self, logits_u: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.ctx.task.consistency(logits_u, targets, losses.softmax_squared_error)
 
+    impute_reads_student = False  # the EMA teacher on its own view: a meta step may come before the student's forward
+
     @torch.no_grad()
-    def impute(self, x_u_teacher: torch.Tensor, logits_u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def impute(self, x_u_teacher: torch.Tensor, logits_u: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         self.teacher.model.train(self.model.training)
         targets = self.ctx.task.output_targets(self.teacher.model(x_u_teacher))
         return targets, torch.ones(targets.shape[0], device=targets.device, dtype=targets.dtype)

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from ..base import Algorithm, Batch, HoldoutSpec
+from ..base import Algorithm, BaseMethod, Batch, HoldoutSpec
 from ..hparams import ConfigError, optional_in_identity, renamed_keys
 from ..stepper import Stepper
-from .functional import squared_norm
+from .functional import rng_state, same_rng_state, squared_norm
 from .rule import LossRule, MetaRule, StepInfo
 
 _CACHE: dict[tuple[type, type], type[Algorithm]] = {}
@@ -70,6 +70,13 @@ def _applied_grad_norm(stepper: Stepper) -> torch.Tensor:
     return torch.sqrt(squared_norm(p.grad for p in stepper.params if p.grad is not None))
 
 
+def _can_take_meta_step_first(algo) -> bool:
+    """Whether the rule's meta step may precede the student's forward, but for the RNG check."""
+    rule = algo.rule
+    return (isinstance(rule, LossRule) and isinstance(algo, BaseMethod) and not rule.meta_step_reads_student()
+            and algo.imputes_before_student())
+
+
 def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
     """The algorithm class ``base.name + '+' + rule.name``; ConfigError if the rule refuses the base."""
     key = (base, rule)
@@ -85,13 +92,36 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         base.__init__(self, model, base_hp, ctx)
         self.full_hp = hp
         self.rule = rule(self, rule_hp)
+        # meta step before the student's forward: None = possible, decided on the first step (_meta_first)
+        self._meta_first: bool | None = None if _can_take_meta_step_first(self) else False
+
+    def loss_rule_inputs(self, batch: Batch, step: int, info: StepInfo) -> tuple:
+        """(s, meta): the base's step inputs with the student's logits, and the rule's meta step.
+
+        Where the meta step reads nothing of the student's forward (see
+        :meth:`LossRule.meta_step_reads_student`) and the base imputes without it, the meta step
+        comes first, so its passes never run beside that forward's graph (the peak memory of a
+        forward-mode pass plus the base's activations otherwise). Both orders give the same
+        numbers only if no forward draws from the global RNG (dropout, input noise, shake-shake:
+        the draws would come in another order); the first step therefore runs in the usual
+        order and watches the RNG across the base's forwards, and later steps take the meta step
+        first only if nothing drew."""
+        if self._meta_first:
+            s = self.prepare_before_student(batch, step)
+            meta = self.rule.meta_step(s, batch, info)
+            return self.with_student_logits(s), meta
+        device = next(self.model.parameters()).device
+        before = rng_state(device) if self._meta_first is None else None
+        s = self.prepare(batch, step)
+        if before is not None:
+            self._meta_first = same_rng_state(before, rng_state(device))
+        return s, self.rule.meta_step(s, batch, info)
 
     def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict:
         """One iteration of the template (see :mod:`algorithms.meta.rule`)."""
-        s = self.prepare(batch, step)
         if isinstance(self.rule, LossRule):
             info = StepInfo(step, stepper.lr)
-            meta = self.rule.meta_step(s, batch, info)
+            s, meta = self.loss_rule_inputs(batch, step, info)
             terms = self.rule.loss_terms(s, meta, info)
             if terms.deferred_labeled is None:
                 loss = terms.total()
@@ -101,6 +131,7 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
                 loss = terms.total()
             out = terms.report(loss)
         else:  # TwoUpdateRule: the base's own update (001 Alg. 1 lines 4-6), the schedule held for the second
+            s = self.prepare(batch, step)
             terms = self.base_terms(s)
             loss = terms.total()
             stepper.step(loss, advance_schedule=False)
@@ -142,7 +173,8 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         "name": name, "Hparams": merged, "base_class": base, "rule_class": rule, "paper_hps": paper_hps,
         "description": f"{base.description} + {rule.description}",
         "__doc__": f"{name}: {rule.name} acting on {base.name}.\n\n{rule.__doc__ or ''}",
-        "__init__": __init__, "train_step": train_step, "after_step": after_step, "state_dict": state_dict,
+        "__init__": __init__, "train_step": train_step, "loss_rule_inputs": loss_rule_inputs,
+        "after_step": after_step, "state_dict": state_dict,
         "load_state_dict": load_state_dict, "holdout_spec": classmethod(holdout_spec),
         "refuse_task": classmethod(refuse_task), "tasks": tuple(t for t in base.tasks if t in rule.tasks),
         "__module__": rule.__module__,

@@ -56,6 +56,23 @@ def bn_mode(model: nn.Module, mode: BNMode) -> Iterator[None]:
         model.train(was_training)
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether any module of ``model`` is a BatchNorm layer (whose stored statistics an
+    eval-mode meta pass reads)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def rng_state(device: torch.device) -> tuple:
+    """The global RNG's state: (CPU state, ``device``'s CUDA state or None). Host tensors both:
+    reading them never waits for the device."""
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def same_rng_state(a: tuple, b: tuple) -> bool:
+    """Whether two :func:`rng_state` readings are equal (nothing drew from the RNG between them)."""
+    return all((x is None and y is None) or (x is not None and y is not None and torch.equal(x, y)) for x, y in zip(a, b))
+
+
 @contextlib.contextmanager
 def rng_rewind(device: torch.device) -> Iterator[tuple[Callable[[], object], Callable[[object], None]]]:
     """Yields ``(rewind, resume)``: ``rewind()`` sets the global RNG (CPU, and ``device`` if
@@ -65,7 +82,7 @@ def rng_rewind(device: torch.device) -> Iterator[tuple[Callable[[], object], Cal
     cuda = device.type == "cuda"
 
     def state() -> tuple:
-        return torch.get_rng_state(), torch.cuda.get_rng_state(device) if cuda else None
+        return rng_state(device)
 
     def put(st: tuple) -> None:
         torch.set_rng_state(st[0])

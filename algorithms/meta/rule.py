@@ -13,7 +13,9 @@ A rule is a template's hooks, not a training step: the composed algorithm
     prepare -> [the base's own update] -> rule.meta_step -> rule.loss_terms or rule.second_update
             -> optimizer step -> the base's after_step -> diagnostics
 
-so that no rule can forget the base's teacher update or touch the optimizer itself. Two kinds:
+so that no rule can forget the base's teacher update or touch the optimizer itself (a
+:class:`LossRule` whose meta step needs nothing of the student's forward has it taken before
+that forward where the numbers stay the same: :meth:`LossRule.meta_step_reads_student`). Two kinds:
 
 * :class:`LossRule` (one update per iteration): the rule builds the loss terms from the base's
   pieces and its meta step (Meta-Semi, Learning to Reweight, Meta-Gradient SSL);
@@ -192,6 +194,14 @@ class MetaRule(Generic[H]):
 
 class LossRule(MetaRule[H]):
     """A rule whose iteration is one optimizer step on loss terms it builds."""
+
+    def meta_step_reads_student(self) -> bool:
+        """Whether :meth:`meta_step` reads what the student's training forward computes or
+        changes: ``s.logits_l`` / ``s.logits_u``, or the BatchNorm statistics that forward
+        updates (meta passes in eval BN mode). False lets the template take the meta step before
+        that forward, where the base imputes without it (Mean Teacher), so the meta passes never
+        run beside its graph: same numbers, lower peak memory. Default True (the safe order)."""
+        return True
 
     def loss_terms(self, s: StepInputs, meta: Any, info: StepInfo) -> LossTerms:
         """The terms to step on (labeled, unlabeled with graph; weight; diagnostics) from the

@@ -38,7 +38,7 @@ import torch
 from ..base import Batch, LossTerms, StepInputs
 from ..hparams import method_field, require
 from ..meta import directional_derivatives, global_loss_gradient
-from ..meta.functional import squared_norm
+from ..meta.functional import has_batchnorm, squared_norm
 from ..meta.rule import LossRule, RuleHost, StepInfo
 
 
@@ -100,6 +100,10 @@ class ReweightRule(LossRule[HP]):
     def __init__(self, algo: RuleHost, hp: HP) -> None:
         super().__init__(algo, hp)
         self._last_ratio: torch.Tensor | float = 0.0
+
+    def meta_step_reads_student(self) -> bool:
+        # v and d are functional passes on s.x_l / s.x_u_student with s.targets, s.mask: no logits
+        return self.hp.meta_bn == "eval" and has_batchnorm(self.algo.model)
 
     def weights(self, d: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         """From this worker's directional derivatives d [b_u] and the base mask [b_u]: weights

@@ -54,7 +54,7 @@ from ..base import Batch, LossTerms, StepInputs
 from ..hparams import method_field, require
 from ..host import host_values
 from ..meta import directional_derivatives, functional_forward, global_loss_gradient, label_meta_gradient, parameters_of
-from ..meta.functional import squared_norm
+from ..meta.functional import has_batchnorm, squared_norm
 from ..meta.rule import LossRule, StepInfo, register_rule
 from ..meta.weights import clip_to_simplex
 
@@ -223,6 +223,11 @@ class MetaGrad(LossRule[MetaGradHparams]):
         return comm.shard(x_in), comm.shard(y_in), lam
 
     # -- the template's hooks ----------------------------------------------------------
+    def meta_step_reads_student(self) -> bool:
+        # y_tilde = the model's softmax reads the student's logits; eval-mode passes its BN statistics
+        hp = self.hp
+        return hp.meta_grad_init == "model" or (hp.meta_bn == "eval" and has_batchnorm(self.algo.model))
+
     def meta_step(self, s: StepInputs, batch: Batch, info: StepInfo) -> MetaGradStep:
         hp, comm = self.hp, self.algo.ctx.comm
         y_l = self.labeled_targets(s)
