@@ -124,6 +124,48 @@ def test_floor_ratio_and_the_floor_target():
     assert np.isnan({r["name"]: r for r in summarize(rows, results)}["b+r[m=fd]"]["floor_ratio"])
 
 
+def test_memory_floor_ratio_and_the_memory_target():
+    """A row with a memory floor (its state plus the floor step, over the base's peak) meets its
+    memory target within 1.15x of that floor, not beyond; without one it is held to 1.3x."""
+    rows = [RowSpec("b", "b", reference="b"), RowSpec("b+r[m=jvp]", "b+r", {"m": "jvp"}, "r", "first", "b")]
+    mb = 2**20
+    results = {"b": {"ms": [10.0] * 3, "state_bytes": mb, "step_bytes": mb},
+               "b+r[m=jvp]": {"ms": [12.0] * 3, "base_ms": [10.0] * 3, "repeat": [0] * 3, "state_bytes": mb,
+                              "step_bytes": 1.8 * mb, "floor_step_bytes": int(1.7 * mb)}}
+    rec = lambda: {r["name"]: r for r in summarize(rows, results)}["b+r[m=jvp]"]  # noqa: E731
+    assert rec()["mem_ratio"] == pytest.approx(1.4) and rec()["mem_floor_ratio"] == pytest.approx(1.35, abs=1e-6)
+    assert rec()["x_mem_floor"] == pytest.approx(1.4 / 1.35, abs=1e-6) and rec()["met"] == "yes"
+    results["b+r[m=jvp]"]["floor_step_bytes"] = int(1.1 * mb)  # 1.4 / 1.05 = 1.33x its floor
+    assert rec()["met"] == "NO (mem)"
+    del results["b+r[m=jvp]"]["floor_step_bytes"]
+    assert np.isnan(rec()["x_mem_floor"]) and rec()["met"] == "NO (mem)"
+
+
+def test_memory_floor_step_holds_the_base_graph_beside_the_meta_passes():
+    """Pseudo-Label's targets come from the student's forward, so its jvp meta pass runs beside
+    that graph: the floor step (the base's forward, the floor passes, the base's backward)
+    holds more than the base's step and no more than the rule's. Mean Teacher's meta step comes
+    first and a two-update rule's follows the base's update: no memory floor."""
+    from bench.perf.measure import RowRun
+
+    opts = Options(threads=1)
+
+    def built(name, hp=None):
+        spec = expand_rows(name, get_algorithm(name), [hp] if hp else None, auto=False)[0]
+        row = RowRun(spec, opts)
+        for _ in range(2):
+            row.timed_step()
+        return row
+
+    base, rule = built("pseudo_label"), built("pseudo_label+meta_semi", {"meta_method": "jvp"})
+    base_step, rule_step = base.memory()["step_bytes"], rule.memory()["step_bytes"]
+    floor = rule.memory_floor(opts)
+    assert base_step < floor <= rule_step
+    assert rule_step - floor < 0.2 * (floor - base_step)  # the floor explains most of the rule's extra memory
+    assert built("mean_teacher+meta_semi", {"meta_method": "jvp"}).memory_floor(opts) is None
+    assert built("pseudo_label+l2i_o").memory_floor(opts) is None
+
+
 def test_a_second_order_row_is_held_to_its_floor_too():
     """An exact row over 3x meets its time target within 1.15x of a declared floor, not beyond,
     and without a floor it is held to 3x."""

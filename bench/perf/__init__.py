@@ -9,7 +9,8 @@ base (a ``BASE+RULE`` row with ``BASE``; a standalone meta method with its class
 ``cost_reference``) against the targets: first-order rules at most 1.6x their base's time
 and 1.3x its peak memory, exact second-order variants at most 3x and 1.6x (issue 14; a
 method whose own definition needs more passes than its limit allows is held to its pass-count
-floor, within 1.15x, docs/benchmarks.md). The rows and their orders
+floor, within 1.15x, and a loss rule whose meta step must run beside the base's graph to its
+memory floor, within 1.15x: ``bench.perf.floors``, docs/benchmarks.md). The rows and their orders
 come from the classes (``bench.perf.rows``).
 
 Time: ``algo.train_step(batch, step, stepper)`` alone, timed with ``time.perf_counter``

@@ -154,6 +154,8 @@ def _add(results: dict[str, dict], name: str, part: dict[str, Any], repeat: int,
         r.setdefault(k, part.get(k, 0))
     if part.get("floor_ms"):
         r.setdefault("floor_ms", []).extend(part["floor_ms"])
+    if part.get("floor_step_bytes") is not None:
+        r.setdefault("floor_step_bytes", part["floor_step_bytes"])
 
 
 def run_rows(rows: list[RowSpec], opts: Options, in_process: bool = False,
@@ -165,7 +167,8 @@ def run_rows(rows: list[RowSpec], opts: Options, in_process: bool = False,
     algorithm names to classes for in-process rows the registry does not know (tests' dummy
     rules). Returns by row name: ms (all timed steps), repeat (the repeat of each), base_ms
     (a paired row: its base's step of each pair), state_bytes, step_bytes, holdout, floor_ms
-    (a paired row whose rule declares ``floor_passes``: its passes' time after each pair)."""
+    (a paired row whose rule declares ``floor_passes``: its passes' time after each pair),
+    floor_step_bytes (a paired row with a memory floor, ``bench.perf.floors.memory_floor_step``)."""
     results: dict[str, dict] = {}
     for rep in range(repeat):
         for spec, base in jobs(rows):

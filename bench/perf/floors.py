@@ -1,7 +1,12 @@
 """A row's pass-count floor: the passes its meta rule's definition needs beyond the base's
 step (``MetaRule.floor_passes``, argued in each rule's docstring), timed alone on the row's
 own network and batch sizes with the functional passes the rules use, once per timed pair
-(so the floor is paired with the base step it is added to, like the ratio itself)."""
+(so the floor is paired with the base step it is added to, like the ratio itself).
+
+Its memory floor (:func:`memory_floor_step`): where a loss rule's meta step must run while the
+base's training graph is alive (the template keeps the usual order, ``loss_rule_inputs``: the
+base imputes from that very forward, or the meta step reads it), the least a step can hold is
+that graph plus the largest floor pass run beside it; measured as one such step."""
 from __future__ import annotations
 
 import time
@@ -10,6 +15,7 @@ from typing import Callable
 import torch
 
 from algorithms.meta.functional import directional_derivatives, functional_forward, loss_gradient, parameters_of
+from algorithms.meta.rule import LossRule
 
 def _sizes(run, opts) -> dict[str, int]:
     b_l, b_u = opts.batch_labeled, opts.batch_unlabeled
@@ -33,6 +39,13 @@ def _pass(kind: str, model, x: torch.Tensor):
     raise ValueError(f"unknown pass kind {kind!r}")
 
 
+def _pass_fns(run, opts, passes) -> list[Callable]:
+    """One closure per floor pass, on the row's network and batch sizes (inputs from its pool)."""
+    sizes = _sizes(run, opts)
+    pool = run.x_u if run.x_u.shape[0] else run.x_l
+    return [_pass(kind, run.model, _inputs(pool, sizes[batch])) for kind, batch in passes]
+
+
 def passes_of(algo) -> tuple[tuple[str, str], ...] | None:
     """The floor passes of a composed algorithm's rule at its hyperparameters (None: none declared)."""
     rule = getattr(algo, "rule", None)
@@ -45,9 +58,7 @@ def floor_timer(run, opts, sync=lambda: None) -> Callable[[], float] | None:
     passes = passes_of(run.algo)
     if not passes:
         return None
-    sizes = _sizes(run, opts)
-    pool = run.x_u if run.x_u.shape[0] else run.x_l
-    fns = [_pass(kind, run.model, _inputs(pool, sizes[batch])) for kind, batch in passes]
+    fns = _pass_fns(run, opts, passes)
     for fn in fns:
         fn()
 
@@ -62,3 +73,26 @@ def floor_timer(run, opts, sync=lambda: None) -> Callable[[], float] | None:
         return total
 
     return one_round
+
+
+def memory_floor_step(run, opts, step: int) -> Callable[[], None] | None:
+    """One step of the row's memory floor, to measure like a training step: the base's own
+    forward (``prepare``, its graph kept), each floor pass run while that graph lives, then the
+    base's loss backwarded. None where the meta step need not overlap the base's graph: a
+    two-update rule (its meta step follows the base's update), a loss rule whose template takes
+    the meta step first (decided in the warm-up steps), or no floor passes declared. Writes
+    ``.grad`` and BatchNorm statistics like a step: call it after the timed steps."""
+    algo = run.algo
+    passes = passes_of(algo)
+    if not passes or not isinstance(algo.rule, LossRule) or getattr(algo, "_meta_first", None) is not False:
+        return None
+    fns = _pass_fns(run, opts, passes)
+
+    def one_step() -> None:
+        s = algo.prepare(run.next_batch(), step)
+        for fn in fns:
+            fn()
+        run.stepper.optimizer.zero_grad(set_to_none=False)
+        algo.base_terms(s).total().backward()
+
+    return one_step

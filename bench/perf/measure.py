@@ -12,7 +12,7 @@ from algorithms import get_algorithm
 
 from ..config import RunConfig, RunEnv
 from ..engine import build_run
-from .floors import floor_timer
+from .floors import floor_timer, memory_floor_step
 from .memory import cpu_step_peak, storage_bytes
 from .rows import RowSpec
 
@@ -70,6 +70,27 @@ class RowRun:
         self.step += 1
         return 1000.0 * elapsed
 
+    def step_peak_of(self, fn) -> int:
+        """Peak live tensor bytes during ``fn()`` above those at its start (CPU: profiled twice,
+        :func:`cpu_step_peak`; GPU: the caching allocator's peak over one call)."""
+        if not self.cuda:
+            return cpu_step_peak(fn)
+        self.sync()
+        torch.cuda.reset_peak_memory_stats(self.device)
+        start_bytes = torch.cuda.memory_allocated(self.device)
+        fn()
+        self.sync()
+        return int(torch.cuda.max_memory_allocated(self.device) - start_bytes)
+
+    def memory_floor(self, opts: Options) -> int | None:
+        """The step bytes of the row's memory floor (``bench.perf.floors.memory_floor_step``), or
+        None where it has none. Run after :meth:`memory`: it steps the run's state."""
+        fn = memory_floor_step(self.run, opts, self.step)
+        if fn is None:
+            return None
+        self.run.model.train()
+        return self.step_peak_of(fn)
+
     def memory(self) -> dict[str, int]:
         """state_bytes and step_bytes (CPU: two extra profiled steps; GPU: the timed steps' peak)."""
         run = self.run
@@ -105,7 +126,8 @@ def measure_pair(base: RowSpec, spec: RowSpec, opts: Options, classes: dict[str,
     that each pair's ratio sees the same machine state. Returns {"base": ..., "variant": ...},
     each as :func:`measure` returns (``ms`` index i of both is pair i); the variant's also has
     floor_ms (``bench.perf.floors``: its rule's floor passes timed alone after each pair, a list
-    aligned with ``ms``; None if undeclared)."""
+    aligned with ``ms``; None if undeclared) and floor_step_bytes (its memory floor's step
+    bytes, :meth:`RowRun.memory_floor`; None where it has none)."""
     _setup(opts)
     classes = classes or {}
     a, b = RowRun(base, opts, classes.get(base.algorithm)), RowRun(spec, opts, classes.get(spec.algorithm))
@@ -119,4 +141,6 @@ def measure_pair(base: RowSpec, spec: RowSpec, opts: Options, classes: dict[str,
         ms_b.append(b.timed_step())
         if floor is not None:
             ms_f.append(floor())
-    return {"base": {"ms": ms_a, **a.memory()}, "variant": {"ms": ms_b, **b.memory(), "floor_ms": ms_f or None}}
+    variant = {"ms": ms_b, **b.memory(), "floor_ms": ms_f or None}
+    variant["floor_step_bytes"] = b.memory_floor(opts)
+    return {"base": {"ms": ms_a, **a.memory()}, "variant": variant}
