@@ -162,6 +162,11 @@ def test_memory_floor_step_holds_the_base_graph_beside_the_meta_passes():
     floor = rule.memory_floor(opts)
     assert base_step < floor <= rule_step
     assert rule_step - floor < 0.2 * (floor - base_step)  # the floor explains most of the rule's extra memory
+    # Meta-Gradient SSL's MixUp forward follows the base's backward: beside the graph only fd's no-grad
+    # forwards, so the floor is no more than the rule's own step (it is not the MixUp pass's peak on the graph)
+    mg = built("pseudo_label+meta_grad", {"meta_method": "fd"})
+    mg_step = mg.memory()["step_bytes"]
+    assert mg.memory_floor(opts) <= mg_step < floor
     assert built("mean_teacher+meta_semi", {"meta_method": "jvp"}).memory_floor(opts) is None
     assert built("pseudo_label+l2i_o").memory_floor(opts) is None
 

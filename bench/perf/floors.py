@@ -78,7 +78,8 @@ def floor_timer(run, opts, sync=lambda: None) -> Callable[[], float] | None:
 def memory_floor_step(run, opts, step: int) -> Callable[[], None] | None:
     """One step of the row's memory floor, to measure like a training step: the base's own
     forward (``prepare``, its graph kept), each floor pass run while that graph lives, then the
-    base's loss backwarded. None where the meta step need not overlap the base's graph: a
+    base's loss backwarded (and then the passes over the ``mixed`` batch, a labeled term's own
+    forward that the template defers past that backward). None where the meta step need not overlap the base's graph: a
     two-update rule (its meta step follows the base's update), a loss rule whose template takes
     the meta step first (decided in the warm-up steps), or no floor passes declared. Writes
     ``.grad`` and BatchNorm statistics like a step: call it after the timed steps."""
@@ -86,13 +87,19 @@ def memory_floor_step(run, opts, step: int) -> Callable[[], None] | None:
     passes = passes_of(algo)
     if not passes or not isinstance(algo.rule, LossRule) or getattr(algo, "_meta_first", None) is not False:
         return None
-    fns = _pass_fns(run, opts, passes)
+    # the MixUp batch ("mixed": Meta-Gradient SSL's labeled term) is the loss's own forward, which the
+    # template builds after the base's backward (LossTerms.deferred_labeled): never beside its graph
+    beside = _pass_fns(run, opts, [p for p in passes if p[1] != "mixed"])
+    after = _pass_fns(run, opts, [p for p in passes if p[1] == "mixed"])
 
     def one_step() -> None:
         s = algo.prepare(run.next_batch(), step)
-        for fn in fns:
+        for fn in beside:
             fn()
         run.stepper.optimizer.zero_grad(set_to_none=False)
         algo.base_terms(s).total().backward()
+        del s
+        for fn in after:
+            fn()
 
     return one_step
