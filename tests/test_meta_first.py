@@ -73,7 +73,7 @@ def test_meta_step_first_is_the_usual_order_to_the_bit(algorithm, hparams):
     """Mean Teacher + each first-order loss rule on a BatchNorm network: the template takes the
     meta step first from the second step on, and the run equals the usual order's bit for bit."""
     auto = _run(algorithm, hparams, None)
-    assert auto[3] == ["usual", "meta_first", "meta_first"] and auto[4]._meta_first is True
+    assert auto[3] == ["usual", "meta_first", "meta_first"] and auto[4].meta_step_first() is True
     _equal_runs(auto, _run(algorithm, hparams, "usual"))
 
 
@@ -85,7 +85,7 @@ def test_a_forward_that_draws_from_the_rng_keeps_the_usual_order():
         return nn.Sequential(build_network("cnn_small_bn", (1, 8, 8), C), nn.Dropout(0.3))
 
     auto = _run("mean_teacher+meta_semi", {}, None, dropout_net)
-    assert auto[3] == ["usual"] * 3 and auto[4]._meta_first is False
+    assert auto[3] == ["usual"] * 3 and auto[4].meta_step_first() is False
     _equal_runs(auto, _run("mean_teacher+meta_semi", {}, "usual", dropout_net))
     forced = _run("mean_teacher+meta_semi", {}, "meta_first", dropout_net)
     assert not all(torch.equal(auto[0][k], forced[0][k]) for k in auto[0])
@@ -103,7 +103,7 @@ def test_the_usual_order_where_the_meta_step_needs_the_student(algorithm, hparam
     """Bases that impute from the student, meta steps that read its logits or its statistics,
     and two-update rules keep the usual order from the first step."""
     auto = _run(algorithm, hparams, None, steps=0 if "l2i" in algorithm else 2)  # l2i: no hold-out batch here
-    assert auto[4]._meta_first is False, why
+    assert auto[4].meta_step_first() is False, why
     assert auto[3] == ([] if "l2i" in algorithm else ["usual", "usual"]), why
 
 

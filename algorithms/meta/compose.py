@@ -117,6 +117,11 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
             self._meta_first = same_rng_state(before, rng_state(device))
         return s, self.rule.meta_step(s, batch, info)
 
+    def meta_step_first(self) -> bool | None:
+        """Whether the template takes the meta step before the student's forward: True, False, or
+        None while undecided (before the first step, where the other conditions hold)."""
+        return self._meta_first
+
     def train_step(self, batch: Batch, step: int, stepper: Stepper) -> dict:
         """One iteration of the template (see :mod:`algorithms.meta.rule`)."""
         if isinstance(self.rule, LossRule):
@@ -174,6 +179,7 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         "description": f"{base.description} + {rule.description}",
         "__doc__": f"{name}: {rule.name} acting on {base.name}.\n\n{rule.__doc__ or ''}",
         "__init__": __init__, "train_step": train_step, "loss_rule_inputs": loss_rule_inputs,
+        "meta_step_first": meta_step_first,
         "after_step": after_step, "state_dict": state_dict,
         "load_state_dict": load_state_dict, "holdout_spec": classmethod(holdout_spec),
         "refuse_task": classmethod(refuse_task), "tasks": tuple(t for t in base.tasks if t in rule.tasks),

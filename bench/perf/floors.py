@@ -85,7 +85,7 @@ def memory_floor_step(run, opts, step: int) -> Callable[[], None] | None:
     ``.grad`` and BatchNorm statistics like a step: call it after the timed steps."""
     algo = run.algo
     passes = passes_of(algo)
-    if not passes or not isinstance(algo.rule, LossRule) or getattr(algo, "_meta_first", None) is not False:
+    if not passes or not isinstance(algo.rule, LossRule) or algo.meta_step_first() is not False:
         return None
     # the MixUp batch ("mixed": Meta-Gradient SSL's labeled term) is the loss's own forward, which the
     # template builds after the base's backward (LossTerms.deferred_labeled): never beside its graph
