@@ -92,7 +92,7 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
         base.__init__(self, model, base_hp, ctx)
         self.full_hp = hp
         self.rule = rule(self, rule_hp)
-        # meta step before the student's forward: None = possible, decided on the first step (_meta_first)
+        # meta step before the student's forward: None = possible, decided on the first step (loss_rule_inputs)
         self._meta_first: bool | None = None if _can_take_meta_step_first(self) else False
 
     def loss_rule_inputs(self, batch: Batch, step: int, info: StepInfo) -> tuple:
@@ -110,11 +110,13 @@ def compose(base: type[Algorithm], rule: type[MetaRule]) -> type[Algorithm]:
             s = self.prepare_before_student(batch, step)
             meta = self.rule.meta_step(s, batch, info)
             return self.with_student_logits(s), meta
-        device = next(self.model.parameters()).device
-        before = rng_state(device) if self._meta_first is None else None
+        if self._meta_first is False:
+            s = self.prepare(batch, step)
+            return s, self.rule.meta_step(s, batch, info)
+        device = next(self.model.parameters()).device  # undecided: this step watches the RNG
+        before = rng_state(device)
         s = self.prepare(batch, step)
-        if before is not None:
-            self._meta_first = same_rng_state(before, rng_state(device))
+        self._meta_first = same_rng_state(before, rng_state(device))
         return s, self.rule.meta_step(s, batch, info)
 
     def meta_step_first(self) -> bool | None:
