@@ -79,9 +79,10 @@ def memory_floor_step(run, opts, step: int) -> Callable[[], None] | None:
     """One step of the row's memory floor, to measure like a training step: the base's own
     forward (``prepare``, its graph kept), each floor pass run while that graph lives, then the
     base's loss backwarded (and then the passes over the ``mixed`` batch, a labeled term's own
-    forward that the template defers past that backward). None where the meta step need not overlap the base's graph: a
-    two-update rule (its meta step follows the base's update), a loss rule whose template takes
-    the meta step first (decided in the warm-up steps), or no floor passes declared. Writes
+    forward that the template defers past that backward). None where the meta step need not
+    overlap the base's graph: a two-update rule (its meta step follows the base's update), a loss
+    rule whose template takes the meta step first (decided in the warm-up steps), or no floor
+    passes declared. Writes
     ``.grad`` and BatchNorm statistics like a step: call it after the timed steps."""
     algo = run.algo
     passes = passes_of(algo)
